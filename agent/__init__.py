@@ -1,0 +1,1 @@
+"""hashpilot edge agent."""

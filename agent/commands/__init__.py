@@ -1,0 +1,1 @@
+"""Subcommands of ``hashpilot-agent``, one module each."""

@@ -1,0 +1,1 @@
+"""hashpilot central trainer and distributor."""
