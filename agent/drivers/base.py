@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agent.errors import UnsupportedMinerError
 from agent.snapshot import ApplyResult, Capabilities, MinerSnapshot, Settings
 
 
@@ -43,6 +45,15 @@ class DriverConfig:
         return f"{self.host}:{port}" if port else self.host
 
 
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """One pool to configure on a miner; the password never appears in a repr."""
+
+    url: str
+    user: str
+    password: str = field(default="x", repr=False)
+
+
 class MinerDriver(abc.ABC):
     """One miner of one firmware family: read a snapshot, apply settings."""
 
@@ -60,6 +71,10 @@ class MinerDriver(abc.ABC):
     @abc.abstractmethod
     async def apply(self, settings: Settings) -> ApplyResult:
         """Send settings to the miner, or raise a ``MinerError``/``ActionError``."""
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> ApplyResult:
+        """Replace the miner's pool list (default: this driver cannot)."""
+        raise UnsupportedMinerError(self.config.host, f"{self.config.driver}: cannot set pools")
 
     async def close(self) -> None:
         """Release pooled connections (default: nothing to release)."""

@@ -1,0 +1,243 @@
+"""Stock Bitmain Antminer (X19/X21): RPC 4028 for telemetry, web CGI for identity and control.
+
+The 4028 API is read-only on stock firmware (protocols.md §1.3); the only power knob is the
+work mode (normal / low / sleep) written with ``set_miner_conf`` (§1.5). Stock firmware does
+not report power, so ``power_w`` is always ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from agent.credentials import Credentials
+from agent.drivers import antminer_parse as parse
+from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
+from agent.drivers.common import Fields, check_settings, firmware_knobs, profile_for
+from agent.errors import (
+    ApplyVerificationError,
+    MinerConnectionError,
+    MinerError,
+    MinerResponseError,
+)
+from agent.protocols.antminer_web import AntminerWebProtocol
+from agent.protocols.base import RetryPolicy
+from agent.protocols.cgminer import CgminerProtocol, Replies
+from agent.protocols.quirks import integer, number
+from agent.snapshot import (
+    ApplyResult,
+    Capabilities,
+    Knob,
+    MinerSnapshot,
+    Settings,
+    utcnow,
+)
+from agent.transports.base import Timeouts
+from agent.transports.http import HttpTransport
+from agent.transports.tcp_json import DEFAULT_PORT as RPC_PORT
+from agent.transports.tcp_json import TcpJsonTransport
+
+log = structlog.get_logger(__name__)
+
+WEB_PORT = 80
+#: Work modes when no hardware profile narrows them (protocols.md §1.5; low only on some).
+DEFAULT_MODES = ("normal", "low", "sleep")
+RPC_COMMANDS = ("version", "summary", "stats", "pools")
+WEB_COMMANDS = ("get_system_info", "summary", "stats", "get_miner_conf")
+
+
+class AntminerDriver(MinerDriver):
+    """One stock Antminer."""
+
+    def __init__(
+        self,
+        config: DriverConfig,
+        credentials: Credentials,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        host = config.host
+        self.rpc = CgminerProtocol(
+            TcpJsonTransport(host, config.ports.get("rpc", RPC_PORT), timeouts=timeouts), retry
+        )
+        self.web = AntminerWebProtocol(
+            HttpTransport(host, config.ports.get("web", WEB_PORT), credentials=credentials,
+                          timeouts=timeouts),
+            retry,
+        )
+        self._model = config.model
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Work mode (and mining on/off via sleep) with the modes the profile allows."""
+        fk = firmware_knobs(profile_for(self._model, "antminer"), "antminer")
+        modes = tuple(fk.power_modes) if fk and fk.power_modes else DEFAULT_MODES
+        restart_s = fk.restart_s if fk else 0.0
+        # set_miner_conf may restart bmminer (protocols.md §1.4), so treat a mode change as one.
+        knobs = [Knob("power_mode", "discrete", choices=modes, restarts=True, restart_s=restart_s)]
+        if "sleep" in modes:
+            knobs.append(Knob("mining", "discrete", choices=("true", "false"), restarts=True,
+                              restart_s=restart_s))
+        return Capabilities(reports_power=False, knobs=tuple(knobs))
+
+    async def read(self) -> MinerSnapshot:
+        """Poll RPC and web concurrently; any single field that fails becomes ``None``."""
+        rpc, web = await asyncio.gather(
+            self.rpc.multicommand(*RPC_COMMANDS), self._web_reads(*WEB_COMMANDS)
+        )
+        summary = rpc.ok.get("summary")
+        web_summary = web.ok.get("summary")
+        if summary is None and web_summary is None:
+            raise rpc.failed["summary"]
+        return self._snapshot(rpc, web)
+
+    async def apply(self, settings: Settings) -> ApplyResult:
+        """Set the work mode by read-modify-write of the web config, then verify by re-reading."""
+        check_settings(self.config.host, self.capabilities, settings)
+        mode = settings.power_mode
+        if mode is None and settings.mining is not None:
+            mode = "normal" if settings.mining else "sleep"
+        if mode is None:
+            return ApplyResult(requested=settings, accepted=True, detail="nothing to change")
+        conf = await self.web.get("get_miner_conf")
+        if parse.work_mode(conf) == mode:
+            return ApplyResult(requested=settings, accepted=True, detail=f"already {mode}")
+        await self._write_conf(parse.set_conf_body(conf, mode=mode))
+        after = parse.work_mode(await self.web.get("get_miner_conf"))
+        if after != mode:
+            raise ApplyVerificationError(
+                f"{self.config.host}: asked for work mode {mode!r}, config reads {after!r}"
+            )
+        return ApplyResult(
+            requested=settings, accepted=True, restarted=True, detail=f"work mode {mode}"
+        )
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> ApplyResult:
+        """Replace the pool list (stock firmware holds three) keeping every other setting."""
+        conf = await self.web.get("get_miner_conf")
+        wanted = [{"url": p.url, "user": p.user, "pass": p.password} for p in pools]
+        await self._write_conf(parse.set_conf_body(conf, pools=wanted))
+        after = await self.web.get("get_miner_conf")
+        got = [(p.get("url"), p.get("user")) for p in after.get("pools", [])][: len(wanted)]
+        if got != [(p.url, p.user) for p in pools]:
+            raise ApplyVerificationError(f"{self.config.host}: pools read back as {got}")
+        return ApplyResult(requested=Settings(), accepted=True, restarted=True,
+                           extra={"pools": [p.url for p in pools]})
+
+    async def close(self) -> None:
+        """Close the pooled web client."""
+        await self.web.transport.close()
+        await self.rpc.transport.close()
+
+    async def _write_conf(self, body: dict[str, Any]) -> None:
+        try:
+            await self.web.post("set_miner_conf", body)
+        except (MinerConnectionError, MinerResponseError) as err:
+            # Some firmware restarts bmminer before answering and drops or garbles the reply
+            # (protocols.md §1.4): the read-back decides whether it took effect.
+            log.debug("set_miner_conf_no_reply", host=self.config.host, error=repr(err))
+
+    async def _web_reads(self, *names: str) -> Replies:
+        results = await asyncio.gather(*(self.web.get(n) for n in names), return_exceptions=True)
+        replies = Replies()
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MinerError):
+                log.debug("web_unavailable", host=self.config.host, cgi=name, error=repr(result))
+                replies.failed[name] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                replies.ok[name] = result
+        return replies
+
+    def _snapshot(self, rpc: Replies, web: Replies) -> MinerSnapshot:
+        f = Fields(self.config.host)
+        version, summary = rpc.ok.get("version"), rpc.ok.get("summary")
+        stats, pools = rpc.ok.get("stats"), rpc.ok.get("pools")
+        sysinfo, conf = web.ok.get("get_system_info"), web.ok.get("get_miner_conf")
+        w_summary, w_stats = web.ok.get("summary"), web.ok.get("stats")
+
+        rpc_model = f.get("model", lambda: parse.section(version, "VERSION")["Type"])
+        model = parse.first(rpc_model, (sysinfo or {}).get("minertype"))
+        if model:
+            self._model = str(model).split(" (")[0].strip()
+        profile = profile_for(self._model, "antminer")
+        expected_chips = profile.hardware.chips_per_board if profile else None
+        s = f.get("summary", lambda: parse.section(summary, "SUMMARY")) or {}
+        ws = f.get("web.summary", lambda: parse.section(w_summary, "SUMMARY")) or {}
+        data = f.get("stats", lambda: parse.stats_data(stats or {})) if stats else None
+
+        hashrate = f.get("hashrate", lambda: parse.first(
+            parse.summary_rate_ths(s, "5s"),
+            _web_rate(ws, "rate_5s"),
+        ))
+        boards = f.get("boards", lambda: parse.rpc_boards(data, expected_chips)) if data else None
+        if not boards and w_stats is not None:
+            boards = f.get("boards.web", lambda: parse.web_boards(w_stats, expected_chips))
+        fans = f.get("fans", lambda: parse.rpc_fans(data)) if data else None
+        if not fans and w_stats is not None:
+            fans = f.get("fans.web", lambda: parse.web_fans(w_stats))
+        mode = f.get("power_mode", lambda: parse.work_mode(conf)) if conf is not None else None
+        errors = f.get("error_codes", lambda: parse.web_error_codes(w_summary)) if w_summary else None
+        mining: bool | None = None
+        if mode == "sleep":
+            mining = False
+        elif hashrate is not None:
+            mining = hashrate > 0
+        return MinerSnapshot(
+            miner_id=self.config.id,
+            host=self.config.host,
+            ts=utcnow(),
+            make="antminer",
+            model=self._model,
+            firmware=f.get("firmware", lambda: _firmware(version, sysinfo)),
+            hashrate_ths=hashrate,
+            hashrate_avg_ths=f.get("hashrate_avg", lambda: parse.first(
+                parse.summary_rate_ths(s, "av"), _web_rate(ws, "rate_avg"))),
+            expected_hashrate_ths=f.get("expected_hashrate", lambda: _expected(data, ws, profile)),
+            power_w=None,
+            power_limit_w=None,
+            power_mode=mode,
+            env_temp_c=None,
+            fans_rpm=fans or (),
+            uptime_s=f.get("uptime", lambda: integer(parse.first(s.get("Elapsed"),
+                                                                  ws.get("elapsed")))),
+            is_mining=mining,
+            hw_errors=f.get("hw_errors", lambda: integer(parse.first(
+                s.get("Hardware Errors"), ws.get("hw_all")))),
+            accepted=f.get("accepted", lambda: integer(s.get("Accepted"))),
+            rejected=f.get("rejected", lambda: integer(s.get("Rejected"))),
+            error_codes=errors or (),
+            boards=boards or (),
+            pools=(f.get("pools", lambda: parse.rpc_pools(pools)) if pools else None) or (),
+        )
+
+
+def _web_rate(ws: dict[str, Any], key: str) -> float | None:
+    value = number(ws.get(key))
+    return None if value is None else value * parse.unit_factor(ws.get("rate_unit"))
+
+
+def _firmware(version: dict[str, Any] | None, sysinfo: dict[str, Any] | None) -> str | None:
+    """bmminer build time (pyasic's firmware version for stock), else the web build string."""
+    compile_time = None
+    if version is not None:
+        compile_time = parse.section(version, "VERSION").get("CompileTime")
+    value = parse.first(compile_time, (sysinfo or {}).get("system_filesystem_version"))
+    return " ".join(str(value).split()) if value else None
+
+
+def _expected(data: dict[str, Any] | None, ws: dict[str, Any], profile: Any) -> float | None:
+    if data is not None:
+        ideal = number(data.get("total_rateideal"))
+        if ideal:
+            return ideal * parse.unit_factor(data.get("rate_unit"))
+    web_ideal = _web_rate(ws, "rate_ideal")
+    if web_ideal:
+        return web_ideal
+    return float(profile.rated.hashrate_ths) if profile else None

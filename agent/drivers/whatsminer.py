@@ -1,0 +1,373 @@
+"""MicroBT Whatsminer: API V2 (TCP 4028) or V3 (TCP 4433), chosen per protocols.md §3.5.
+
+The API generation comes from the cached ``DriverConfig.api``; when unknown, the driver asks
+``get_version`` on 4028 and reads the firmware date (after 2024-11 → V3), falling back to a
+V3 ``get.device.info`` when 4028 gives no firmware date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from agent.credentials import Credentials
+from agent.drivers import whatsminer_parse as parse
+from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
+from agent.drivers.common import (
+    POWER_PERCENT_MAX,
+    POWER_PERCENT_MIN,
+    POWER_PERCENT_STEP,
+    Fields,
+    check_settings,
+    firmware_knobs,
+    power_limit_knob,
+    profile_for,
+)
+from agent.errors import MinerError, UnsupportedMinerError
+from agent.protocols.base import RetryPolicy
+from agent.protocols.btminer_v2 import BtminerV2Protocol
+from agent.protocols.btminer_v3 import DEFAULT_ACCOUNT, BtminerV3Protocol
+from agent.protocols.cgminer import Replies
+from agent.protocols.quirks import integer, number
+from agent.snapshot import ApplyResult, Capabilities, Knob, MinerSnapshot, Settings, utcnow
+from agent.transports.base import Timeouts
+from agent.transports.tcp_framed import DEFAULT_PORT as V3_PORT
+from agent.transports.tcp_framed import TcpFramedTransport
+from agent.transports.tcp_json import DEFAULT_PORT as RPC_PORT
+from agent.transports.tcp_json import TcpJsonTransport
+
+log = structlog.get_logger(__name__)
+
+#: Modes when no hardware profile narrows them (protocols.md §3.3, §3.5).
+DEFAULT_MODES = ("low", "normal", "high", "sleep")
+V2_READS = ("summary", "devs", "pools", "devdetails", "get_version", "status", "get_error_code",
+            "get_psu")
+#: V2 mode commands (protocols.md §3.3).
+V2_MODE_COMMANDS = {"low": "set_low_power", "normal": "set_normal_power",
+                    "high": "set_high_power"}
+#: API version from which `set_power_pct_v2` exists (protocols.md §3.3).
+V2_PCT_V2_FROM = (2, 0, 5)
+#: V3 `power_percent` mode: "normal" ramps over minutes, "fast" in ~1 s (§3.5); the gentle
+#: ramp spares the PSU a step change on every optimiser move.
+V3_PERCENT_MODE = "normal"
+#: `power_off` answers before acting, so the reply is not lost to the shutdown (§3.3).
+V2_RESPBEFORE = "true"
+
+
+class WhatsminerDriver(MinerDriver):
+    """One Whatsminer on either API generation."""
+
+    def __init__(
+        self,
+        config: DriverConfig,
+        credentials: Credentials,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        token_lifetime_s: float | None = None,
+    ) -> None:
+        self.config = config
+        host = config.host
+        extra = {} if token_lifetime_s is None else {"token_lifetime_s": token_lifetime_s}
+        self.v2 = BtminerV2Protocol(
+            TcpJsonTransport(host, config.ports.get("rpc", RPC_PORT), timeouts=timeouts),
+            credentials.password, retry, **extra,
+        )
+        # `admin` is deprecated on V3; its write account is `super` (protocols.md §3.5).
+        account = credentials.username if credentials.username != "admin" else DEFAULT_ACCOUNT
+        self.v3 = BtminerV3Protocol(
+            TcpFramedTransport(host, config.ports.get("v3", V3_PORT), timeouts=timeouts),
+            credentials.password, account, retry,
+        )
+        self.api = config.api
+        self._model = config.model
+        self._api_ver: str | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Power limit (restarts), percent (temporary), modes and on/off."""
+        profile = profile_for(self._model, "whatsminer")
+        fk = firmware_knobs(profile, "whatsminer")
+        modes = tuple(fk.power_modes) if fk and fk.power_modes else DEFAULT_MODES
+        restart_s = fk.restart_s if fk else 0.0
+        knobs = [power_limit_knob(profile, fk, restarts=True)]
+        if fk is None or fk.power_percent:
+            knobs.append(Knob("power_percent", "continuous", POWER_PERCENT_MIN, POWER_PERCENT_MAX,
+                              POWER_PERCENT_STEP))
+        # Mode changes re-tune the boards; counted as a restart to stay conservative.
+        knobs.append(Knob("power_mode", "discrete", choices=modes, restarts=True,
+                          restart_s=restart_s))
+        knobs.append(Knob("mining", "discrete", choices=("true", "false"), restarts=True,
+                          restart_s=restart_s))
+        return Capabilities(reports_power=True, knobs=tuple(knobs))
+
+    async def read(self) -> MinerSnapshot:
+        """Poll the miner on its API generation."""
+        if await self._api() == "v3":
+            return await self._read_v3()
+        return await self._read_v2()
+
+    async def apply(self, settings: Settings) -> ApplyResult:
+        """Send each requested change; a power limit change restarts btminer."""
+        check_settings(self.config.host, self.capabilities, settings)
+        if await self._api() == "v3":
+            return await self._apply_v3(settings)
+        return await self._apply_v2(settings)
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> ApplyResult:
+        """Replace the pool list (up to three)."""
+        if await self._api() == "v3":
+            param = [{"pool": p.url, "worker": p.user, "passwd": p.password} for p in pools]
+            await self.v3.write("set.miner.pools", param)
+        else:
+            params: dict[str, str] = {}
+            for i, p in enumerate(pools, start=1):
+                params.update({f"pool{i}": p.url, f"worker{i}": p.user, f"passwd{i}": p.password})
+            await self.v2.write("update_pools", **params)
+        return ApplyResult(requested=Settings(), accepted=True,
+                           extra={"pools": [p.url for p in pools]})
+
+    async def close(self) -> None:
+        """Close the V3 connection and its heartbeat."""
+        await self.v3.transport.close()
+        await self.v2.transport.close()
+
+    # --- API selection -------------------------------------------------------------------
+
+    async def _api(self) -> str:
+        if self.api is None:
+            self.api = await self._detect_api()
+            log.debug("whatsminer_api", host=self.config.host, api=self.api)
+        return self.api
+
+    async def _detect_api(self) -> str:
+        v2_error: MinerError | None = None
+        try:
+            version = await self.v2.command("get_version")
+            m = version.get("Msg")
+            api = parse.api_for_firmware(m.get("fw_ver") if isinstance(m, dict) else None)
+            if api is not None:
+                return api
+        except MinerError as err:
+            v2_error = err
+        try:
+            info = await self.v3.command("get.device.info")
+        except MinerError as err:
+            if v2_error is not None:
+                raise v2_error from err
+            raise UnsupportedMinerError(
+                self.config.host, "no firmware date on 4028 and no V3 API on 4433"
+            ) from err
+        fw = parse.msg(info).get("system", {}).get("fwversion")
+        return parse.api_for_firmware(fw) or "v3"
+
+    # --- V2 ------------------------------------------------------------------------------
+
+    async def _read_v2(self) -> MinerSnapshot:
+        r = await self.v2.multicommand(*V2_READS)
+        if "summary" not in r.ok:
+            raise r.failed["summary"]
+        f = Fields(self.config.host)
+        summary = f.get("summary", lambda: r.ok["summary"]["SUMMARY"][0]) or {}
+        status = r.ok.get("status")
+        model = f.get("model", lambda: r.ok["devdetails"]["DEVDETAILS"][0]["Model"]) if (
+            "devdetails" in r.ok) else None
+        if model:
+            self._model = str(model)
+        version = r.ok.get("get_version")
+        if version is not None:
+            self._api_ver = f.get("api_ver", lambda: str(parse.msg(version)["api_ver"]))
+        profile = profile_for(self._model, "whatsminer")
+        chips = profile.hardware.chips_per_board if profile else None
+        hashrate = f.get("hashrate", lambda: parse.v2_hashrate_ths(summary))
+        expected = f.get("expected", lambda: _ghs(summary.get("Factory GHS")))
+        return MinerSnapshot(
+            miner_id=self.config.id,
+            host=self.config.host,
+            ts=utcnow(),
+            make="whatsminer",
+            model=self._model,
+            firmware=f.get("firmware", lambda: parse.v2_firmware(version, status, summary)),
+            hashrate_ths=hashrate,
+            hashrate_avg_ths=f.get("hashrate_avg", lambda: _mhs(summary.get("MHS av"))),
+            expected_hashrate_ths=expected or (profile.rated.hashrate_ths if profile else None),
+            power_w=f.get("power", lambda: parse.first(parse.v2_power_w(summary),
+                                                       _psu_power(r.ok.get("get_psu")))),
+            power_limit_w=f.get("power_limit", lambda: number(parse.first(
+                summary.get("Power Limit"),
+                parse.msg(status).get("power_limit_set") if status else None))),
+            power_mode=f.get("power_mode", lambda: parse.v2_power_mode(summary, status)),
+            env_temp_c=f.get("env_temp", lambda: number(summary.get("Env Temp"))),
+            fans_rpm=f.get("fans", lambda: _fans(summary.get("Fan Speed In"),
+                                                 summary.get("Fan Speed Out"))) or (),
+            uptime_s=f.get("uptime", lambda: integer(summary.get("Elapsed"))),
+            is_mining=f.get("is_mining", lambda: parse.v2_is_mining(status, hashrate)),
+            hw_errors=f.get("hw_errors", lambda: integer(summary.get("Hardware Errors"))),
+            accepted=f.get("accepted", lambda: integer(summary.get("Accepted"))),
+            rejected=f.get("rejected", lambda: integer(summary.get("Rejected"))),
+            error_codes=f.get("error_codes", lambda: parse.v2_error_codes(
+                r.ok.get("get_error_code"), summary)) or (),
+            boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips)),
+            pools=_opt(f, "pools", r, "pools", parse.v2_pools),
+        )
+
+    async def _apply_v2(self, settings: Settings) -> ApplyResult:
+        done: list[str] = []
+        restarted = False
+        if settings.mining is True:
+            await self.v2.write("power_on")
+            done.append("power_on")
+        if settings.power_mode == "sleep":
+            await self.v2.write("power_off", respbefore=V2_RESPBEFORE)
+            done.append("power_off")
+        elif settings.power_mode is not None:
+            cmd = V2_MODE_COMMANDS[settings.power_mode]
+            await self.v2.write(cmd)
+            done.append(cmd)
+        if settings.power_limit_w is not None:
+            await self.v2.write("adjust_power_limit", power_limit=str(int(settings.power_limit_w)))
+            done.append("adjust_power_limit")
+            restarted = True
+        if settings.power_percent is not None:
+            cmd = "set_power_pct_v2" if self._pct_v2() else "set_power_pct"
+            await self.v2.write(cmd, percent=str(int(settings.power_percent)))
+            done.append(cmd)
+        if settings.mining is False:
+            await self.v2.write("power_off", respbefore=V2_RESPBEFORE)
+            done.append("power_off")
+        return ApplyResult(requested=settings, accepted=True, restarted=restarted,
+                           detail=" ".join(done) or "nothing to change")
+
+    def _pct_v2(self) -> bool:
+        try:
+            parts = tuple(int(x) for x in (self._api_ver or "").split(".")[:3])
+        except ValueError:
+            return False
+        return len(parts) == 3 and parts >= V2_PCT_V2_FROM
+
+    # --- V3 ------------------------------------------------------------------------------
+
+    async def _read_v3(self) -> MinerSnapshot:
+        info_r, summary_r, edevs_r, pools_r = await asyncio.gather(
+            self.v3.command("get.device.info"),
+            self.v3.command("get.miner.status", "summary"),
+            self.v3.command("get.miner.status", "edevs"),
+            self.v3.command("get.miner.status", "pools"),
+            return_exceptions=True,
+        )
+        if isinstance(summary_r, BaseException):
+            raise summary_r
+        r = Replies()
+        for name, res in (("info", info_r), ("edevs", edevs_r), ("pools", pools_r)):
+            if isinstance(res, MinerError):
+                r.failed[name] = res
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                r.ok[name] = res
+        f = Fields(self.config.host)
+        s = f.get("summary", lambda: parse.msg(summary_r)["summary"]) or {}
+        info = f.get("info", lambda: parse.msg(r.ok["info"])) if "info" in r.ok else None
+        info = info or {}
+        miner, system, power = (info.get(k) or {} for k in ("miner", "system", "power"))
+        if miner.get("type"):
+            self._model = str(miner["type"])
+        profile = profile_for(self._model, "whatsminer")
+        chips = profile.hardware.chips_per_board if profile else None
+        hashrate = f.get("hashrate", lambda: number(s.get("hash-realtime")))
+        working = miner.get("working")
+        return MinerSnapshot(
+            miner_id=self.config.id,
+            host=self.config.host,
+            ts=utcnow(),
+            make="whatsminer",
+            model=self._model,
+            firmware=system.get("fwversion"),
+            hashrate_ths=hashrate,
+            hashrate_avg_ths=f.get("hashrate_avg", lambda: number(s.get("hash-average"))),
+            expected_hashrate_ths=f.get("expected", lambda: _positive(s.get("factory-hash")))
+            or (profile.rated.hashrate_ths if profile else None),
+            power_w=f.get("power", lambda: parse.first(_positive(s.get("power-realtime")),
+                                                       _positive(power.get("pin")))),
+            power_limit_w=f.get("power_limit", lambda: _positive(s.get("power-limit"))),
+            power_mode=f.get("power_mode", lambda: _lower(s.get("power-mode"))),
+            env_temp_c=f.get("env_temp", lambda: number(s.get("environment-temperature"))),
+            fans_rpm=f.get("fans", lambda: _fans(s.get("fan-speed-in"),
+                                                 s.get("fan-speed-out"))) or (),
+            uptime_s=f.get("uptime", lambda: integer(s.get("elapsed"))),
+            is_mining=(str(working).lower() == "true") if working is not None else (
+                None if hashrate is None else hashrate > 0),
+            hw_errors=None,
+            accepted=None,
+            rejected=None,
+            error_codes=f.get("error_codes", lambda: parse.v3_error_codes(info)) or (),
+            boards=_opt(f, "boards", r, "edevs", lambda d: parse.v3_boards(d, s, chips)),
+            pools=_opt(f, "pools", r, "pools", parse.v3_pools),
+        )
+
+    async def _apply_v3(self, settings: Settings) -> ApplyResult:
+        done: list[str] = []
+        restarted = False
+        if settings.mining is True:
+            await self.v3.write("set.miner.service", "start")
+            done.append("service start")
+        if settings.power_mode == "sleep":
+            await self.v3.write("set.miner.service", "stop")
+            done.append("service stop")
+        elif settings.power_mode is not None:
+            await self.v3.write("set.miner.power_mode", settings.power_mode)
+            done.append(f"power_mode {settings.power_mode}")
+        if settings.power_limit_w is not None:
+            await self.v3.write("set.miner.power_limit", int(settings.power_limit_w))
+            done.append("power_limit")
+            restarted = True
+        if settings.power_percent is not None:
+            await self.v3.write("set.miner.power_percent",
+                                {"percent": int(settings.power_percent), "mode": V3_PERCENT_MODE})
+            done.append("power_percent")
+        if settings.mining is False:
+            await self.v3.write("set.miner.service", "stop")
+            done.append("service stop")
+        return ApplyResult(requested=settings, accepted=True, restarted=restarted,
+                           detail=", ".join(done) or "nothing to change")
+
+
+def _opt(f: Fields, name: str, replies: Replies, cmd: str, parse_fn: Any) -> Any:
+    """Parse an optional reply into a tuple; a missing or garbled reply gives ``()``."""
+    reply = replies.optional(cmd)
+    if reply is None:
+        return ()
+    return f.get(name, lambda: parse_fn(reply)) or ()
+
+
+def _mhs(value: Any) -> float | None:
+    num = number(value)
+    return None if num is None else num * parse.MHS_TO_THS
+
+
+def _ghs(value: Any) -> float | None:
+    num = number(value)
+    return num * parse.GHS_TO_THS if num else None
+
+
+def _positive(value: Any) -> float | None:
+    num = number(value)
+    return num if num is not None and num > 0 else None
+
+
+def _lower(value: Any) -> str | None:
+    return str(value).strip().lower() if value not in (None, "") else None
+
+
+def _fans(*values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in (number(x) for x in values) if v is not None)
+
+
+def _psu_power(reply: dict[str, Any] | None) -> float | None:
+    """Input power from `get_psu` when the firmware includes it (field name unverified)."""
+    if reply is None:
+        return None
+    return _positive(parse.msg(reply).get("pin"))

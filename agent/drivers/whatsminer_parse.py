@@ -1,0 +1,185 @@
+"""Whatsminer replies (API V2 and V3) → snapshot fields; pure functions, no I/O.
+
+Field names: protocols.md §3.1 (V2) and §3.5 (V3); real shapes in
+``shared/fixtures/asic-rs/whatsminer/{v1,v2,v3}``. V2 hashrates are MH/s, V3 TH/s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.protocols.quirks import integer, number, unquote
+from agent.snapshot import BoardReading, PoolReading
+
+MHS_TO_THS = 1e-6
+GHS_TO_THS = 1e-3
+#: pyasic picks API V3 for firmware dated after 2024-11-00 (protocols.md §3.5,
+#: pyasic backends/btminer.py); earlier firmware speaks V2.
+V3_FIRST_FIRMWARE = (2024, 11, 1)
+
+
+def api_for_firmware(fw_ver: str | None) -> str | None:
+    """``"v3"``/``"v2"`` from a firmware string starting YYYYMMDD, else ``None``."""
+    text = unquote(fw_ver) or ""
+    try:
+        date = (int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+    return "v3" if date >= V3_FIRST_FIRMWARE else "v2"
+
+
+def msg(reply: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``Msg`` (V2) or ``msg`` (V3) object of a MicroBT-style reply."""
+    if reply is None:
+        raise LookupError("no reply")
+    value = reply.get("Msg", reply.get("msg"))
+    if not isinstance(value, dict):
+        raise TypeError(f"Msg is {type(value).__name__}")
+    return value
+
+
+def first(*values: Any) -> Any:
+    """The first value that is neither ``None`` nor empty."""
+    return next((v for v in values if v is not None and v != ""), None)
+
+
+def _positive(value: Any) -> float | None:
+    num = number(value)
+    return num if num is not None and num > 0 else None
+
+
+def _flag(value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() == "true"
+
+
+# --- V2 -------------------------------------------------------------------------------
+
+
+def v2_hashrate_ths(summary: dict[str, Any]) -> float | None:
+    """Current hashrate: `MHS 1m` (pyasic's choice), else 5 s, real-time, average."""
+    value = first(*(number(summary.get(k)) for k in ("MHS 1m", "MHS 5s", "HS RT", "MHS av")))
+    return None if value is None else value * MHS_TO_THS
+
+
+def v2_boards(devs: dict[str, Any], expected_chips: int | None) -> tuple[BoardReading, ...]:
+    """Hashboards from `devs`/`edevs` (one entry per board)."""
+    boards = []
+    for d in devs.get("DEVS") or devs.get("EDEVS") or ():
+        rate = first(*(number(d.get(k)) for k in ("MHS 1m", "MHS 5s", "MHS av")))
+        boards.append(
+            BoardReading(
+                slot=int(first(d.get("Slot"), d.get("ASC"), d.get("ID"))),
+                hashrate_ths=None if rate is None else rate * MHS_TO_THS,
+                board_temp_c=number(d.get("Temperature")),
+                chip_temp_c=number(first(d.get("Chip Temp Max"), d.get("Chip Temp Avg"))),
+                chips=integer(d.get("Effective Chips")),
+                expected_chips=expected_chips,
+                freq_mhz=_positive(first(d.get("Chip Frequency"), d.get("Frequency"))),
+            )
+        )
+    return tuple(boards)
+
+
+def v2_error_codes(error_reply: dict[str, Any] | None, summary: dict[str, Any]) -> tuple[str, ...]:
+    """Codes from `get_error_code` (list of {code: time}, or a dict after the 2.0.4 repair),
+    else the pre-2.0.4 `Error Code N` keys of `summary`."""
+    if error_reply is not None:
+        codes = msg(error_reply).get("error_code") or []
+        if isinstance(codes, dict):
+            return tuple(str(k) for k in codes)
+        return tuple(str(k) for item in codes for k in item if k != "reason")
+    count = integer(summary.get("Error Code Count")) or 0
+    return tuple(str(summary[f"Error Code {i}"]) for i in range(count))
+
+
+def v2_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:
+    """Pools from the cgminer-style `pools` reply."""
+    return tuple(
+        PoolReading(
+            url=str(p["URL"]),
+            user=str(p.get("User", "")),
+            status=p.get("Status"),
+            accepted=integer(p.get("Accepted")),
+            rejected=integer(p.get("Rejected")),
+        )
+        for p in pools["POOLS"]
+    )
+
+
+def v2_power_w(summary: dict[str, Any]) -> float | None:
+    """Measured power; btminer reports -1 when it does not know."""
+    return _positive(first(summary.get("Power"), summary.get("Power_RT")))
+
+
+def v2_power_mode(summary: dict[str, Any], status: dict[str, Any] | None) -> str | None:
+    """`Power Mode` ("Normal"/"Low"/"High") from summary, else `status` `power_mode`."""
+    value = first(summary.get("Power Mode"), (msg(status) if status else {}).get("power_mode"))
+    return str(value).strip().lower() if value else None
+
+
+def v2_is_mining(status: dict[str, Any] | None, hashrate: float | None) -> bool | None:
+    """False when `status` says the miner or btminer is off; else whether it hashes."""
+    if status is not None:
+        m = msg(status)
+        if _flag(m.get("mineroff")) or _flag(m.get("btmineroff")):
+            return False
+    return None if hashrate is None else hashrate > 0
+
+
+def v2_firmware(version: dict[str, Any] | None, status: dict[str, Any] | None,
+                summary: dict[str, Any]) -> str | None:
+    """`get_version` fw_ver, else the quoted `Firmware Version` of status/summary."""
+    fw = None
+    if version is not None:
+        m = version.get("Msg")
+        fw = m.get("fw_ver") if isinstance(m, dict) else None
+    if fw is None and status is not None:
+        sm = msg(status)
+        fw = first(sm.get("Firmware Version"), sm.get("FirmwareVersion"))
+    return unquote(first(fw, summary.get("Firmware Version")))
+
+
+# --- V3 -------------------------------------------------------------------------------
+
+
+def v3_boards(edevs: dict[str, Any], summary: dict[str, Any],
+              expected_chips: int | None) -> tuple[BoardReading, ...]:
+    """Hashboards from `get.miner.status` edevs; board temps from summary `board-temperature`."""
+    temps = summary.get("board-temperature") or []
+    boards = []
+    for d in msg(edevs)["edevs"]:
+        slot = int(d["id"])
+        boards.append(
+            BoardReading(
+                slot=slot,
+                hashrate_ths=number(first(d.get("hash-realtime"), d.get("hash-average"))),
+                board_temp_c=number(temps[slot]) if slot < len(temps) else None,
+                chip_temp_c=number(first(d.get("chip-temp-max"), d.get("chip-temp-avg"))),
+                chips=integer(d.get("effective-chips")),
+                expected_chips=expected_chips,
+                freq_mhz=_positive(d.get("freq")),
+            )
+        )
+    return tuple(boards)
+
+
+def v3_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:
+    """Pools from `get.miner.status` pools (no share counters in V3)."""
+    return tuple(
+        PoolReading(url=str(p["url"]), user=str(p.get("account", "")), status=p.get("status"))
+        for p in msg(pools)["pools"]
+    )
+
+
+def v3_error_codes(info: dict[str, Any]) -> tuple[str, ...]:
+    """`error-code` list of {code: time, reason} — or a plain string when btminer is down."""
+    codes = info.get("error-code")
+    if not codes:
+        return ()
+    if isinstance(codes, str):
+        return (codes,)
+    return tuple(str(k) for item in codes for k in item if k != "reason")
