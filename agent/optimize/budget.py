@@ -1,0 +1,278 @@
+"""Site power budget: share a site cap (or survive a price spike) across units for profit.
+
+Each unit brings a fitted curve — a few options (settings, watts, TH/s, profit) from its
+surrogate, plus sleep. Allocation is a multiple-choice knapsack: pick one option per unit,
+maximise total profit, keep total watts under the cap.
+
+Method (:func:`allocate`): Lagrangian relaxation. For a shadow price λ (USD per W per day)
+every unit independently picks ``argmax profit − λ·W``; total watts fall as λ rises, so a
+bisection finds the smallest λ that fits the cap. This *is* "throttle where the marginal
+$/W is lowest": at the optimum every unit runs where its marginal profit per watt equals
+λ, and units whose whole curve earns less than λ per watt go to sleep (least efficient
+first). The relaxation is exact on the concave hull of each curve; the leftover capacity
+is then filled greedily by the upgrades with the best Δprofit/ΔW, which closes most of the
+remaining gap. It costs O(units × options × log) — fine for thousands of units, where the
+exact DP (:func:`allocate_exact`, kept for benchmarks and tests) is O(units × options ×
+cap/resolution) and is not.
+
+Minimum on/off times stop thermal cycling (power cycling causes premature board failures,
+landscape.md §8d): a unit woken less than ``min_on_s`` ago is not put back to sleep, and a
+unit slept less than ``min_off_s`` ago is not woken — unless the cap cannot be met any
+other way, since the cap protects a breaker and wins (logged).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+
+from agent.errors import ConfigError
+from agent.snapshot import Settings
+
+log = structlog.get_logger(__name__)
+
+#: Minimum time a woken unit stays on, and a slept unit stays off, seconds. Several
+#: sleep/wake cycles per day shorten board life (Gridless, landscape.md §8d) and Hashman
+#: plans power modes on a 48-h schedule to avoid needless transitions (§3); at most one
+#: cycle per two hours keeps a unit under a dozen cycles a day even in a volatile market.
+#: Engineering choice, not a published figure.
+MIN_ON_S = 2 * 3600.0
+MIN_OFF_S = 3600.0
+
+#: Bisection steps on the shadow price; 60 halvings of the bracket reach float precision.
+LAMBDA_BISECTION_STEPS = 60
+
+#: One-sided z for the site's power uncertainty kept free under the cap (95 %).
+POWER_MARGIN_Z = 1.645
+
+#: Watt resolution of the exact knapsack DP; options are rounded *up* to it so the exact
+#: answer never exceeds the cap.
+EXACT_RESOLUTION_W = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One way to run a unit: its settings and expected watts, TH/s and profit (USD/day)."""
+
+    settings: Settings
+    power_w: float
+    hashrate_ths: float
+    profit_usd_day: float
+    power_sd: float = 0.0
+    sleep: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCurve:
+    """A unit's options (from its fitted curve) and its on/off history."""
+
+    miner_id: str
+    options: tuple[Option, ...]
+    current: Option
+    #: Seconds since the unit last woke (if on) or slept (if asleep); ``None`` = long ago.
+    since_switch_s: float | None = None
+
+    @property
+    def is_on(self) -> bool:
+        """Whether the unit currently mines."""
+        return not self.current.sleep
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """The option chosen for one unit, and why."""
+
+    miner_id: str
+    option: Option
+    action: str  # keep | throttle | raise | sleep | wake
+    locked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPlan:
+    """A whole-site allocation."""
+
+    allocations: tuple[Allocation, ...]
+    cap_w: float | None
+    power_w: float
+    profit_usd_day: float
+    #: Marginal profit per watt at the cap (USD per W per day); 0 when the cap does not bind.
+    shadow_price: float
+    feasible: bool
+    overrides: tuple[str, ...] = field(default=())
+
+    def by_id(self) -> dict[str, Allocation]:
+        """Allocations keyed by miner id."""
+        return {a.miner_id: a for a in self.allocations}
+
+
+def _allowed(curve: UnitCurve, min_on_s: float, min_off_s: float) -> list[Option]:
+    """Options that respect the unit's minimum on/off time."""
+    since = curve.since_switch_s
+    if since is None or math.isinf(since):
+        return list(curve.options)
+    if curve.is_on and since < min_on_s:
+        return [o for o in curve.options if not o.sleep] or list(curve.options)
+    if not curve.is_on and since < min_off_s:
+        return [o for o in curve.options if o.sleep] or list(curve.options)
+    return list(curve.options)
+
+
+def _pick(options: Sequence[Option], lam: float) -> Option:
+    return max(options, key=lambda o: (o.profit_usd_day - lam * o.power_w, -o.power_w))
+
+
+def _action(curve: UnitCurve, chosen: Option) -> str:
+    if chosen.sleep and curve.is_on:
+        return "sleep"
+    if not chosen.sleep and not curve.is_on:
+        return "wake"
+    if chosen.settings == curve.current.settings:
+        return "keep"
+    return "throttle" if chosen.power_w < curve.current.power_w else "raise"
+
+
+def _solve(option_sets: list[list[Option]], cap: float | None) -> tuple[list[Option], float]:
+    """Lagrangian bisection + greedy fill; returns the choice and the shadow price."""
+    choice = [_pick(opts, 0.0) for opts in option_sets]
+    if cap is None or sum(o.power_w for o in choice) <= cap:
+        return choice, 0.0
+    lo, hi = 0.0, 1.0
+    while sum(o.power_w for o in (_pick(s, hi) for s in option_sets)) > cap and hi < 1e6:
+        hi *= 2.0
+    for _ in range(LAMBDA_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        if sum(o.power_w for o in (_pick(s, mid) for s in option_sets)) > cap:
+            lo = mid
+        else:
+            hi = mid
+    choice = [_pick(s, hi) for s in option_sets]
+    # Greedy fill of the capacity the relaxation leaves: best Δprofit/ΔW upgrade first.
+    spare = cap - sum(o.power_w for o in choice)
+    while True:
+        best: tuple[float, int, Option] | None = None
+        for i, opts in enumerate(option_sets):
+            cur = choice[i]
+            for o in opts:
+                dw = o.power_w - cur.power_w
+                dp = o.profit_usd_day - cur.profit_usd_day
+                if dp <= 0 or dw > spare:
+                    continue
+                ratio = dp / dw if dw > 0 else math.inf
+                if best is None or ratio > best[0]:
+                    best = (ratio, i, o)
+        if best is None:
+            break
+        _, i, o = best
+        spare -= o.power_w - choice[i].power_w
+        choice[i] = o
+    return choice, hi
+
+
+def allocate(
+    curves: Sequence[UnitCurve],
+    cap_w: float | None,
+    *,
+    min_on_s: float = MIN_ON_S,
+    min_off_s: float = MIN_OFF_S,
+    margin_z: float = POWER_MARGIN_Z,
+) -> BudgetPlan:
+    """Choose one option per unit to maximise site profit with total watts under ``cap_w``.
+
+    ``cap_w=None`` means no cap: each unit takes its own best option (which is sleep when
+    every running option loses money, e.g. during a price spike).
+    """
+    if cap_w is not None and cap_w < 0:
+        raise ConfigError("site cap must be non-negative")
+    for c in curves:
+        if not c.options:
+            raise ConfigError(f"{c.miner_id}: no options to allocate from")
+    option_sets = [_allowed(c, min_on_s, min_off_s) for c in curves]
+    overrides: list[str] = []
+    eff_cap = cap_w
+    if cap_w is not None:
+        free = [_pick(s, 0.0) for s in option_sets]
+        eff_cap = cap_w - margin_z * math.sqrt(sum(o.power_sd**2 for o in free))
+        floor = sum(min(o.power_w for o in s) for s in option_sets)
+        if floor > eff_cap:
+            # Locked-on units make the cap unreachable: the cap (a breaker) wins.
+            for i, c in enumerate(curves):
+                if len(option_sets[i]) < len(c.options):
+                    option_sets[i] = list(c.options)
+                    overrides.append(c.miner_id)
+            log.warning("budget_min_time_override", units=len(overrides), cap_w=cap_w)
+    choice, lam = _solve(option_sets, eff_cap)
+    power = sum(o.power_w for o in choice)
+    allocs = tuple(
+        Allocation(
+            c.miner_id,
+            o,
+            _action(c, o),
+            locked=len(option_sets[i]) < len(c.options),
+        )
+        for i, (c, o) in enumerate(zip(curves, choice, strict=True))
+    )
+    return BudgetPlan(
+        allocations=allocs,
+        cap_w=cap_w,
+        power_w=power,
+        profit_usd_day=sum(o.profit_usd_day for o in choice),
+        shadow_price=lam,
+        feasible=cap_w is None or power <= cap_w,
+        overrides=tuple(overrides),
+    )
+
+
+def _bins(power_w: float, resolution_w: float) -> int:
+    """Watts rounded up to whole DP bins."""
+    return math.ceil(max(power_w, 0.0) / resolution_w - 1e-9)
+
+
+def allocate_exact(
+    option_sets: Sequence[Sequence[Option]],
+    cap_w: float,
+    resolution_w: float = EXACT_RESOLUTION_W,
+) -> tuple[list[Option], float]:
+    """Exact multiple-choice knapsack by dynamic programming (benchmarks, tests).
+
+    Weights are rounded up to ``resolution_w``, so the result never exceeds the cap; it is
+    optimal for the rounded weights. Returns the choice and its total profit.
+    """
+    n_bins = int(cap_w // resolution_w)
+    if n_bins < 0:
+        raise ConfigError("cap must be non-negative")
+    neg = -np.inf
+    best = np.full(n_bins + 1, neg)
+    best[0] = 0.0
+    back: list[np.ndarray] = []
+    for opts in option_sets:
+        new = np.full(n_bins + 1, neg)
+        arg = np.full(n_bins + 1, -1, dtype=np.int32)
+        for k, o in enumerate(opts):
+            w = _bins(o.power_w, resolution_w)
+            if w > n_bins:
+                continue
+            cand = np.full(n_bins + 1, neg)
+            cand[w:] = best[: n_bins + 1 - w] + o.profit_usd_day
+            better = cand > new
+            new[better] = cand[better]
+            arg[better] = k
+        best = new
+        back.append(arg)
+    end = int(np.argmax(best))
+    if not np.isfinite(best[end]):
+        raise ConfigError("no allocation fits under the cap")
+    total = float(best[end])
+    choice: list[Option] = []
+    b = end
+    for opts, arg in zip(reversed(option_sets), reversed(back), strict=True):
+        k = int(arg[b])
+        o = opts[k]
+        choice.append(o)
+        b -= _bins(o.power_w, resolution_w)
+    choice.reverse()
+    return choice, total
