@@ -112,6 +112,10 @@ AMBIENT_BASE_MEAN_C, AMBIENT_BASE_SIGMA_C = 24.0, 2.0
 AMBIENT_SWING_MIN_C, AMBIENT_SWING_MAX_C = 3.0, 8.0
 #: Hour (UTC) of the daily ambient peak, mean and σ. Engineering assumption (afternoon).
 AMBIENT_PEAK_HOUR, AMBIENT_PEAK_SIGMA_H = 15.0, 1.0
+#: Per-model slope of the firmware V/f line where a real firmware publishes one, V/MHz.
+#: s19xp: ePIC "Voltage Estimator" Slope 0.0041 (epic/v1/capabilities.json; landscape.md
+#: §8b). Other models use the profile's default→max line (S19k Pro: 0.006, the LuxOS table).
+VF_SLOPE_V_PER_MHZ = {"s19xp": 0.0041}
 #: Fixed-point iterations for the leakage ↔ temperature coupling (converges in 2–3).
 THERMAL_ITERATIONS = 4
 
@@ -258,6 +262,10 @@ class OperatingPoint:
     #: bool (boards, chips): chip alive and below CHIP_OK_MAX_ERROR error share
     chip_ok: np.ndarray
     board_hw_error_rate: tuple[float, ...]
+    #: firmware over-temperature protection lowered the clock to reach this point
+    throttled: bool = False
+    #: not hashing (sleep, mining off, over-temperature shutdown): only idle draw
+    idle: bool = False
 
     @property
     def j_per_th(self) -> float | None:
@@ -274,9 +282,18 @@ def firmware_voltage(profile: HardwareProfile, freq_mhz: float | np.ndarray) -> 
     +0.006 V/MHz; landscape.md §8b).
     """
     c = profile.clock
-    slope = (c.voltage_v_max - c.voltage_v_default) / (c.freq_mhz_max - c.freq_mhz_default)
-    v = c.voltage_v_default + slope * (np.asarray(freq_mhz, dtype=float) - c.freq_mhz_default)
+    v = c.voltage_v_default + vf_slope(profile) * (
+        np.asarray(freq_mhz, dtype=float) - c.freq_mhz_default
+    )
     return np.clip(v, c.voltage_v_min, c.voltage_v_max)
+
+
+def vf_slope(profile: HardwareProfile) -> float:
+    """Slope of the firmware V/f line, V/MHz (published value, else default→max line)."""
+    c = profile.clock
+    if profile.id in VF_SLOPE_V_PER_MHZ:
+        return VF_SLOPE_V_PER_MHZ[profile.id]
+    return (c.voltage_v_max - c.voltage_v_default) / (c.freq_mhz_max - c.freq_mhz_default)
 
 
 def _make_key(profile: HardwareProfile) -> str:
@@ -338,6 +355,33 @@ def board_thermals(
     return BoardThermals(power, p_b, t_board, t_chip, ambient_c + INLET_RISE_FRACTION * rise, u_cmd)
 
 
+def chip_work(
+    params: UnitParams,
+    freq_mhz: np.ndarray | float,
+    voltage_v: np.ndarray | float,
+    alive: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-board (good, ideal) TH/s, shape (n, B), and per-chip error share (n, B, C).
+
+    A chip needs ``V_line(f) - margin + CHIP_V_PER_SIGMA·weakness`` volts, where V_line is the
+    firmware V/f line left unclamped (the physics has no floor) and weakness is how many σ
+    the chip's quality sits below 1. Below that it makes errors, linearly to all-bad over
+    DV_FAIL_V.
+    """
+    f = np.atleast_1d(np.asarray(freq_mhz, dtype=float))[:, None, None]
+    v = np.atleast_1d(np.asarray(voltage_v, dtype=float))[:, None, None]
+    q = params.chip_quality
+    v_line = params.v_default + params.vf_slope * (f - params.f_default)
+    v_req = v_line - params.vmin_margin_v + CHIP_V_PER_SIGMA * ((1.0 - q) / CHIP_QUALITY_SIGMA)
+    err = np.clip((v_req - v) / DV_FAIL_V, 0.0, 1.0)
+    per_clock = q * np.asarray(params.board_bin)[:, None]
+    if alive is not None:
+        per_clock = per_clock * alive
+    ideal = params.hashes_per_clock * 1e-6 * f * per_clock
+    good = ideal * (1.0 - err)
+    return good.sum(axis=2), ideal.sum(axis=2), err
+
+
 def steady_state(
     params: UnitParams,
     freq_mhz: float,
@@ -371,23 +415,8 @@ def steady_state(
         None if fans_ok is None else np.asarray(fans_ok),
     )
 
-    q = params.chip_quality
-    # physical stability line: unclamped V/f line of the firmware, minus this unit's margin
-    v_line = params.v_default + params.vf_slope * (freq_mhz - params.f_default)
-    weakness = (1.0 - q) / CHIP_QUALITY_SIGMA
-    v_req = v_line - params.vmin_margin_v + CHIP_V_PER_SIGMA * weakness
-    err = np.clip((v_req - voltage_v) / DV_FAIL_V, 0.0, 1.0)
-    ideal = (
-        params.hashes_per_clock
-        * freq_mhz
-        * 1e-6
-        * q
-        * np.asarray(params.board_bin)[:, None]
-        * alive
-    )
-    good = ideal * (1.0 - err)
-    ideal_b = ideal.sum(axis=1)
-    good_b = good.sum(axis=1)
+    good_b, ideal_b, err = chip_work(params, freq_mhz, voltage_v, alive)
+    good_b, ideal_b, err = good_b[0], ideal_b[0], err[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         hw_b = np.where(ideal_b > 0, 1.0 - good_b / ideal_b, 0.0) + BASE_HW_ERROR_RATE
     total_ideal = ideal_b.sum()
@@ -542,8 +571,7 @@ def _params(
         v_default=clk.voltage_v_default,
         v_min=clk.voltage_v_min,
         v_max=clk.voltage_v_max,
-        vf_slope=(clk.voltage_v_max - clk.voltage_v_default)
-        / (clk.freq_mhz_max - clk.freq_mhz_default),
+        vf_slope=vf_slope(profile),
         board_target_c=profile.thermal.board_temp_target_c,
     )
 
@@ -584,6 +612,42 @@ def draw_params(profile: HardwareProfile, seed: int) -> UnitParams:
             float(rng.uniform(AMBIENT_SWING_MIN_C, AMBIENT_SWING_MAX_C)),
             float(rng.normal(AMBIENT_PEAK_HOUR, AMBIENT_PEAK_SIGMA_H)),
         ),
+    )
+
+
+def idle_point(
+    params: UnitParams, ambient_c: float, fans_ok: tuple[bool, ...] | None = None
+) -> OperatingPoint:
+    """Return the draw of a unit that is powered but not hashing (fans at minimum)."""
+    nb, nf = params.boards, params.fans
+    ok = (True,) * nf if fans_ok is None else tuple(bool(x) for x in fans_ok)
+    fan_w = sum(ok) * params.coeffs.fan_w_max * FAN_MIN_FRACTION**3
+    power = CONTROL_W + fan_w
+    amb = (float(ambient_c),) * nb
+    return OperatingPoint(
+        freq_mhz=0.0,
+        voltage_v=0.0,
+        ambient_c=float(ambient_c),
+        hashrate_ths=0.0,
+        power_w=power,
+        power_reported_w=power * (1.0 + params.power_bias),
+        hw_error_rate=0.0,
+        fan_fraction=FAN_MIN_FRACTION,
+        fans_rpm=tuple(
+            round(FAN_MIN_FRACTION * m) if o else 0
+            for m, o in zip(params.fan_rpm_max, ok, strict=True)
+        ),
+        board_hashrate_ths=(0.0,) * nb,
+        board_power_w=(0.0,) * nb,
+        board_temp_c=amb,
+        chip_temp_c=amb,
+        inlet_temp_c=amb,
+        outlet_temp_c=amb,
+        board_chips_ok=(0,) * nb,
+        board_alive=(True,) * nb,
+        chip_ok=np.zeros((nb, params.chips_per_board), dtype=bool),
+        board_hw_error_rate=(0.0,) * nb,
+        idle=True,
     )
 
 

@@ -8,6 +8,7 @@ integrals over piecewise segments, so nothing ticks and idle units cost nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -123,6 +124,22 @@ class UnitReading:
     throttled: bool
 
 
+@dataclass(frozen=True, eq=False)
+class FaultState:
+    """Injected hardware faults of one unit (a snapshot)."""
+
+    boards_ok: tuple[bool, ...]
+    #: bool (boards, chips)
+    dead_chips: np.ndarray
+    fans_ok: tuple[bool, ...]
+    ambient_offset_c: float
+
+    @property
+    def alive_chips(self) -> np.ndarray:
+        """Bool (boards, chips): chip present, powered and not dead."""
+        return np.asarray(self.boards_ok)[:, None] & ~self.dead_chips
+
+
 @dataclass(frozen=True)
 class _Ramp:
     """Hashrate multiplier: 0 until ``t_up``, then linear from ``frac0`` to 1 over ``ramp_s``."""
@@ -224,6 +241,7 @@ class SimUnit:
         self._clock_manual = False
         self._version = 0
         self._cache: tuple[int, int, UnitReading] | None = None
+        self._op_cache: tuple[tuple, tuple[OperatingPoint | None, bool]] | None = None
         now = clock.now()
         # the unit has been up and mining for a while when the simulation starts
         uptime = float(rng.uniform(3600.0, 86400.0))
@@ -244,6 +262,25 @@ class SimUnit:
         """Current firmware configuration (a copy)."""
         with self._lock:
             return dict(self._settings, clock_manual=self._clock_manual)
+
+    @property
+    def limit_active(self) -> bool:
+        """Whether a power limit/target set through the API is in force."""
+        return self._limit_active
+
+    def faults(self) -> FaultState:
+        """Copy of the injected hardware faults."""
+        with self._lock:
+            return FaultState(
+                boards_ok=tuple(bool(x) for x in self._boards_ok),
+                dead_chips=self._dead.copy(),
+                fans_ok=tuple(bool(x) for x in self._fans_ok),
+                ambient_offset_c=self._ambient_offset,
+            )
+
+    def board_active(self) -> np.ndarray:
+        """Fraction of each board's chips that are powered (0 for a lost board)."""
+        return (~self._dead).mean(axis=1) * self._boards_ok
 
     def ambient_c(self, t: float | None = None) -> float:
         """Room temperature at ``t`` (default now), including any injected offset."""
@@ -308,9 +345,18 @@ class SimUnit:
         with self._lock:
             if mode == self._settings["power_mode"]:
                 return
+            waking = self._settings["power_mode"] == "sleep"
             self._settings["power_mode"] = mode
             self._clock_manual = False
-            self._apply(restart=self.family == "antminer", down_s=self._mode_switch_s)
+            # stock Antminer restarts bmminer on every mode write (10–20 s); Whatsminer mode
+            # switches are applied live (engineering assumption) except waking from sleep,
+            # which powers the boards on like power_on.
+            if self.family == "antminer":
+                self._apply(restart=True, down_s=self._mode_switch_s)
+            elif waking:
+                self._apply(restart=True)
+            else:
+                self._apply(restart=False)
 
     def set_mining(self, on: bool) -> None:
         """power_on / power_off: stop hashing (control plane stays up) or resume."""
@@ -413,38 +459,64 @@ class SimUnit:
             frac = self.knobs.high_mode_fraction or 1.0
         return float(np.clip(c.freq_mhz_default * frac, c.freq_mhz_min, c.freq_mhz_max))
 
+    def tuner_table(self, f_cap: float, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the power tuner's view: (freq grid, safe voltages, firmware-estimated W).
+
+        The simulated tuner (Whatsminer power limit, Braiins power target) uses the
+        firmware's own, biased power estimate, so a limit holds in reported watts, not at
+        the wall (Foreman: 5–20 % apart, landscape.md §2).
+        """
+        c = self.profile.clock
+        grid = np.arange(c.freq_mhz_min, f_cap + 1e-9, TUNER_STEP_MHZ)
+        volts = firmware_voltage(self.profile, grid)
+        th = board_thermals(
+            self.params, grid, volts, self.ambient_c(t), self.board_active(), self._fans_ok
+        )
+        return grid, volts, th.power_w * (1.0 + self.params.power_bias)
+
+    def tuner_cap(self, mode: str, limited: bool) -> float:
+        """Highest clock the tuner may pick: the mode's clock, or f_max for a Braiins target."""
+        if self.family == "braiins" and limited:
+            return self.profile.clock.freq_mhz_max  # a Braiins power target may overclock
+        return self.mode_freq(mode)
+
     def resolve(self, settings: dict, t: float | None = None) -> tuple[float, float, bool]:
-        """(freq, voltage, hashing) the firmware would run for ``settings`` at time ``t``."""
+        """Return (freq, voltage, hashing) the firmware would run for ``settings`` at ``t``."""
         t = self.clock.now() if t is None else t
         mode = settings.get("power_mode", "normal")
         if not settings.get("mining", True) or mode == "sleep":
             return 0.0, 0.0, False
         if settings.get("clock_manual"):
             return float(settings["freq_mhz"]), float(settings["voltage_v"]), True
-        c = self.profile.clock
-        f_cap = self.mode_freq(mode)
         limit = settings.get("power_limit_w") if settings.get("limit_active", True) else None
         pct = float(settings.get("power_percent", 100.0))
         base = limit if limit is not None else (self.profile.rated.power_w if pct < 100 else None)
         if base is None:
-            return f_cap, float(firmware_voltage(self.profile, f_cap)), True
-        if self.family == "braiins" and limit is not None:
-            f_cap = c.freq_mhz_max  # a Braiins power target may overclock
-        target = base * pct / 100.0
-        grid = np.arange(c.freq_mhz_min, f_cap + 1e-9, TUNER_STEP_MHZ)
-        volts = firmware_voltage(self.profile, grid)
-        th = board_thermals(
-            self.params, grid, volts, self.ambient_c(t), self._board_active(), self._fans_ok
-        )
-        fits = th.power_w * (1.0 + self.params.power_bias) <= target
-        i = int(np.nonzero(fits)[0].max()) if fits.any() else 0
+            f = self.mode_freq(mode)
+            return f, float(firmware_voltage(self.profile, f)), True
+        grid, volts, reported = self.tuner_table(self.tuner_cap(mode, limit is not None), t)
+        i = pick_highest_fitting(reported, base * pct / 100.0)
         return float(grid[i]), float(volts[i]), True
 
     def protected_point(
         self, freq: float, volt: float, t: float
     ) -> tuple[OperatingPoint | None, bool]:
-        """Return (steady point after over-temperature protection or None, throttled)."""
+        """Return (steady point after over-temperature protection or None, throttled).
+
+        Protection steps the clock down in THROTTLE_STEP_MHZ steps at the same voltage until
+        the hottest board is at or below the profile's hot temperature; if even the lowest
+        clock leaves a board above the danger (max) temperature the unit stops hashing.
+        Cached per state version and 0.1 °C of ambient (ambient moves slowly).
+        """
         amb = self.ambient_c(t)
+        key = (self._version, freq, volt, round(amb, 1))
+        if self._op_cache is not None and self._op_cache[0] == key:
+            return self._op_cache[1]
+        result = self._protect(freq, volt, amb)
+        self._op_cache = (key, result)
+        return result
+
+    def _protect(self, freq: float, volt: float, amb: float) -> tuple[OperatingPoint | None, bool]:
         th_prof = self.profile.thermal
         f_min = self.profile.clock.freq_mhz_min
         cands = (
@@ -453,7 +525,7 @@ class SimUnit:
         if cands[-1] > f_min:
             cands = np.append(cands, f_min)
         th = board_thermals(
-            self.params, cands, np.full(cands.shape, volt), amb, self._board_active(), self._fans_ok
+            self.params, cands, np.full(cands.shape, volt), amb, self.board_active(), self._fans_ok
         )
         hottest = th.board_temp_c.max(axis=1)
         ok = np.nonzero(hottest <= th_prof.board_temp_hot_c)[0]
@@ -463,6 +535,7 @@ class SimUnit:
             i = len(cands) - 1
         else:
             return None, True
+        throttled = i > 0 or not ok.size
         op = steady_state(
             self.params,
             float(cands[i]),
@@ -472,10 +545,7 @@ class SimUnit:
             self._dead,
             tuple(self._fans_ok),
         )
-        return op, i > 0 or not ok.size
-
-    def _board_active(self) -> np.ndarray:
-        return (~self._dead).mean(axis=1) * self._boards_ok
+        return (dataclasses.replace(op, throttled=True) if throttled else op), throttled
 
     def _current_settings(self) -> dict:
         return dict(
@@ -501,6 +571,7 @@ class SimUnit:
     ) -> None:
         """Close the running segment at now and open one for the new state."""
         now = self.clock.now()
+        self._version += 1  # before any physics, so no cached point of the old state is reused
         old_rate = sum(self._segment.board_ths) * self._segment.ramp.at(now)
         self._close_segment(now)
         if restart:
@@ -526,7 +597,6 @@ class SimUnit:
                     t_up=now, ramp_s=r, frac0=float(np.clip(old_rate / new_rate, 0.0, 2.0))
                 )
         self._segment = _Segment(now, self._ramp, board_ths, board_hw)
-        self._version += 1
 
     def _close_segment(self, t_end: float) -> None:
         seg = self._segment
@@ -706,6 +776,12 @@ class SimUnit:
             ):
                 codes.append("R:1")
         return tuple(codes)
+
+
+def pick_highest_fitting(reported_w: np.ndarray, target_w: float) -> int:
+    """Index of the highest grid clock whose estimated power fits, else the lowest clock."""
+    fits = np.nonzero(reported_w <= target_w)[0]
+    return int(fits.max()) if fits.size else 0
 
 
 def _chip_status(ok: np.ndarray) -> str:
