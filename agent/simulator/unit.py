@@ -69,6 +69,13 @@ REJECT_FRACTION = 0.0027
 #: Antminer "R:1 low hashrate" when below this share of expected after the ramp.
 #: Engineering assumption (the code's threshold is not published).
 LOW_HASHRATE_FRACTION = 0.8
+#: Relative change of the protected steady hashrate that starts a new counter segment.
+#: Small enough to follow a 25 MHz throttle step (~4–10 %), large enough to ignore the
+#: sub-percent leakage drift of the day/night swing.
+RESEGMENT_TOLERANCE = 0.01
+#: MicroBT "high performance" mode needs ambient ≤ 28 °C (landscape.md §2); above it the
+#: firmware raises code 610 (pyasic whatsminer error table).
+HIGH_MODE_AMBIENT_MAX_C = 28.0
 #: Window of the ``hashrate_30m`` reading, s.
 WINDOW_30M_S = 1800.0
 #: Closed segments older than this are folded into totals and dropped.
@@ -598,6 +605,22 @@ class SimUnit:
                 )
         self._segment = _Segment(now, self._ramp, board_ths, board_hw)
 
+    def _resegment_if_drifted(self, op: OperatingPoint | None, t: float) -> None:
+        """Start a new counter segment when protection changed the steady rate since the last.
+
+        Ambient swings move units in and out of over-temperature protection without any
+        command; counters follow from the first reading that sees the change.
+        """
+        seg_rate = sum(self._segment.board_ths)
+        rate = 0.0 if op is None else op.hashrate_ths
+        if abs(rate - seg_rate) <= RESEGMENT_TOLERANCE * max(seg_rate, rate, 1e-9):
+            return
+        self._close_segment(t)
+        zeros = (0.0,) * self.profile.hardware.boards
+        ths = zeros if op is None else op.board_hashrate_ths
+        hw = zeros if op is None else op.board_hw_error_rate
+        self._segment = _Segment(t, self._ramp, ths, hw)
+
     def _close_segment(self, t_end: float) -> None:
         seg = self._segment
         ms = seg.hash_s(seg.t0, t_end)
@@ -636,6 +659,7 @@ class SimUnit:
         if up and hashing:
             op, throttled = self.protected_point(freq, volt, t)
             shutdown = op is None
+            self._resegment_if_drifted(op, t)
         m = self._ramp.at(t) if op is not None else 0.0
         idle_rpm = tuple(
             round(FAN_MIN_FRACTION * r) if ok else 0
@@ -761,6 +785,8 @@ class SimUnit:
                 codes.append("360")
             if amb > self.profile.thermal.ambient_max_c:
                 codes.append("600")
+            if self._settings["power_mode"] == "high" and amb > HIGH_MODE_AMBIENT_MAX_C:
+                codes.append("610")
         else:
             if not self._boards_ok.all():
                 codes.append("J0:8")

@@ -311,3 +311,34 @@ def test_readings_are_frozen(make_unit):
     assert isinstance(r.boards[0].hw_errors, int)
     assert isinstance(r.fans_rpm[0], int)
     assert np.isfinite(r.power_reported_w)
+
+
+def test_counters_follow_throttling_from_ambient(make_unit, clock):
+    unit = make_unit("s19pro")
+    # a site with a big day/night swing: 18 °C now (noon is the trough), 42 °C at midnight
+    unit.params = dataclasses.replace(
+        unit.params, ambient_base_c=30.0, ambient_swing_c=12.0, ambient_peak_hour=0.0
+    )
+    unit.repair()  # any command re-reads the state
+    cool = unit.reading()
+    assert cool.env_temp_c == pytest.approx(18.0, abs=0.1)
+    assert not cool.throttled
+    clock.advance(12 * 3600)  # no command in between
+    hot = unit.reading()
+    assert hot.env_temp_c == pytest.approx(42.0, abs=0.1)
+    assert hot.throttled
+    assert "P:1" in hot.error_codes
+    clock.advance(900)
+    later = unit.reading()
+    now_rate = sum(b.hashrate_ths for b in later.boards)
+    assert now_rate < 0.95 * cool.hashrate_30m_ths
+    gained = (later.accepted + later.rejected) - (hot.accepted + hot.rejected)
+    assert gained == pytest.approx(now_rate * 900 * 1e12 / 2**32 / 262144, rel=0.05)
+
+
+def test_high_mode_warns_above_28c(make_unit, clock):
+    unit = make_unit("m60s")
+    unit.set_power_mode("high")
+    unit.set_ambient_offset(30.0 - unit.ambient_c() + unit.faults().ambient_offset_c)
+    clock.advance(1)
+    assert "610" in unit.reading().error_codes
