@@ -17,7 +17,7 @@ import numpy as np
 import structlog
 
 from agent.profiles import FirmwareKnobs, HardwareProfile
-from agent.simulator.clock import SimClock
+from agent.simulator.clock import Ramp, Segment, SimClock, gaussian_noise
 from agent.simulator.physics import (
     CONTROL_W,
     FAN_MIN_FRACTION,
@@ -55,6 +55,10 @@ RETUNE_RAMP_S = 60.0
 #: Over-temperature protection steps the clock down in LuxOS-sized 25 MHz steps
 #: (landscape.md §4/§8c).
 THROTTLE_STEP_MHZ = 25.0
+#: Protection lowers the clock by at most this fraction before shutting down: S21 OTP
+#: 490 → 440 MHz (landscape.md §2, ◐); with it the S21 shuts down near 48 °C ambient,
+#: matching the reported "shutdown above 47 °C".
+THROTTLE_MAX_FRACTION = 0.1
 #: Frequency grid of the simulated firmware power tuner. Engineering assumption.
 TUNER_STEP_MHZ = 5.0
 #: Relative noise of the 5-second hashrate: fixtures show 5 s vs average −1.1 % (S19 Pro,
@@ -147,64 +151,6 @@ class FaultState:
         return np.asarray(self.boards_ok)[:, None] & ~self.dead_chips
 
 
-@dataclass(frozen=True)
-class _Ramp:
-    """Hashrate multiplier: 0 until ``t_up``, then linear from ``frac0`` to 1 over ``ramp_s``."""
-
-    t_up: float
-    ramp_s: float
-    frac0: float
-
-    def at(self, t: float) -> float:
-        if t < self.t_up:
-            return 0.0
-        if self.ramp_s <= 0 or t >= self.t_up + self.ramp_s:
-            return 1.0
-        return self.frac0 + (1.0 - self.frac0) * (t - self.t_up) / self.ramp_s
-
-    def integral(self, t: float) -> float:
-        """∫ multiplier from -∞ to t (closed form)."""
-        x = t - self.t_up
-        if x <= 0:
-            return 0.0
-        d = self.ramp_s
-        if d <= 0:
-            return x
-        if x <= d:
-            return self.frac0 * x + (1.0 - self.frac0) * x * x / (2 * d)
-        return self.frac0 * d + (1.0 - self.frac0) * d / 2 + (x - d)
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """Constant steady rates between two state changes, modulated by a ramp."""
-
-    t0: float
-    ramp: _Ramp
-    board_ths: tuple[float, ...]
-    board_hw: tuple[float, ...]
-
-    def hash_s(self, a: float, b: float) -> float:
-        """Multiplier-seconds over [a, b] ∩ [t0, ∞)."""
-        a = max(a, self.t0)
-        return max(0.0, self.ramp.integral(b) - self.ramp.integral(a)) if b > a else 0.0
-
-
-def _gauss(seed: int, tick: int, stream: int) -> float:
-    """Deterministic standard normal for (seed, tick, stream) via splitmix64 + Box-Muller."""
-
-    def mix(z: int) -> int:
-        z = (z + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        return z ^ (z >> 31)
-
-    h = mix(mix(mix(seed & 0xFFFFFFFFFFFFFFFF) ^ tick) ^ stream)
-    u1 = ((h >> 11) + 1) / (2.0**53 + 1)
-    u2 = (mix(h) >> 11) / 2.0**53
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2 * math.pi * u2)
-
-
 class SimUnit:
     """A simulated miner: hidden physics, firmware controls, lazy readings."""
 
@@ -254,12 +200,11 @@ class SimUnit:
         uptime = float(rng.uniform(3600.0, 86400.0))
         self._web_down_until = -math.inf
         self._proc_start = now - uptime
-        self._ramp = _Ramp(t_up=self._proc_start, ramp_s=0.0, frac0=0.0)
-        self._closed_hash = 0.0  # multiplier-seconds × TH of closed segments, per board
+        self._ramp = Ramp(t_up=self._proc_start, ramp_s=0.0, frac0=0.0)
         self._closed_board = np.zeros(nb)
         self._closed_hw = np.zeros(nb)
-        self._recent: list[tuple[_Segment, float]] = []  # closed (segment, t_end) within 30 min
-        self._segment = _Segment(
+        self._recent: list[tuple[Segment, float]] = []  # closed (segment, t_end) within 30 min
+        self._segment = Segment(
             self._proc_start, self._ramp, *self._segment_rates(self._proc_start)
         )
 
@@ -510,9 +455,10 @@ class SimUnit:
     ) -> tuple[OperatingPoint | None, bool]:
         """Return (steady point after over-temperature protection or None, throttled).
 
-        Protection steps the clock down in THROTTLE_STEP_MHZ steps at the same voltage until
-        the hottest board is at or below the profile's hot temperature; if even the lowest
-        clock leaves a board above the danger (max) temperature the unit stops hashing.
+        Protection steps the clock down in THROTTLE_STEP_MHZ steps at the same voltage (at
+        most THROTTLE_MAX_FRACTION) until the hottest board is at or below the profile's hot
+        temperature; if the deepest step leaves a board above the danger (max) temperature
+        the unit stops hashing, and resumes once it is cool enough (no latch).
         Cached per state version and 0.1 °C of ambient (ambient moves slowly).
         """
         amb = self.ambient_c(t)
@@ -525,12 +471,12 @@ class SimUnit:
 
     def _protect(self, freq: float, volt: float, amb: float) -> tuple[OperatingPoint | None, bool]:
         th_prof = self.profile.thermal
-        f_min = self.profile.clock.freq_mhz_min
+        floor = max(self.profile.clock.freq_mhz_min, freq * (1.0 - THROTTLE_MAX_FRACTION))
         cands = (
-            np.arange(freq, f_min - 1e-9, -THROTTLE_STEP_MHZ) if freq > f_min else np.array([freq])
+            np.arange(freq, floor - 1e-9, -THROTTLE_STEP_MHZ) if freq > floor else np.array([freq])
         )
-        if cands[-1] > f_min:
-            cands = np.append(cands, f_min)
+        if cands[-1] > floor:
+            cands = np.append(cands, floor)
         th = board_thermals(
             self.params, cands, np.full(cands.shape, volt), amb, self.board_active(), self._fans_ok
         )
@@ -589,7 +535,7 @@ class SimUnit:
                 down = self._mode_switch_s if down_s is None else down_s
                 ramp_len = ANTMINER_RAMP_S
             self._proc_start = now + down
-            self._ramp = _Ramp(t_up=now + down, ramp_s=ramp_len, frac0=0.0)
+            self._ramp = Ramp(t_up=now + down, ramp_s=ramp_len, frac0=0.0)
             self._closed_board[:] = 0.0
             self._closed_hw[:] = 0.0
             self._recent.clear()
@@ -598,12 +544,12 @@ class SimUnit:
             new_rate = sum(board_ths)
             r = RETUNE_RAMP_S if ramp_s is None else ramp_s
             if r <= 0 or new_rate <= 0:
-                self._ramp = _Ramp(t_up=now, ramp_s=0.0, frac0=1.0)
+                self._ramp = Ramp(t_up=now, ramp_s=0.0, frac0=1.0)
             else:
-                self._ramp = _Ramp(
+                self._ramp = Ramp(
                     t_up=now, ramp_s=r, frac0=float(np.clip(old_rate / new_rate, 0.0, 2.0))
                 )
-        self._segment = _Segment(now, self._ramp, board_ths, board_hw)
+        self._segment = Segment(now, self._ramp, board_ths, board_hw)
 
     def _resegment_if_drifted(self, op: OperatingPoint | None, t: float) -> None:
         """Start a new counter segment when protection changed the steady rate since the last.
@@ -619,7 +565,7 @@ class SimUnit:
         zeros = (0.0,) * self.profile.hardware.boards
         ths = zeros if op is None else op.board_hashrate_ths
         hw = zeros if op is None else op.board_hw_error_rate
-        self._segment = _Segment(t, self._ramp, ths, hw)
+        self._segment = Segment(t, self._ramp, ths, hw)
 
     def _close_segment(self, t_end: float) -> None:
         seg = self._segment
@@ -684,12 +630,12 @@ class SimUnit:
             board_h = [0.0] * nb
             chip_ok = self._boards_ok[:, None] & ~self._dead
         hashrate = sum(board_h)
-        noise = _gauss(self.seed, math.floor(t), 1)
+        noise = gaussian_noise(self.seed, math.floor(t), 1)
         h5 = max(0.0, hashrate * (1.0 + HASHRATE_5S_NOISE * noise))
         p_rep = (
             power
             * (1.0 + self.params.power_bias)
-            * (1.0 + POWER_READING_NOISE * _gauss(self.seed, math.floor(t), 2))
+            * (1.0 + POWER_READING_NOISE * gaussian_noise(self.seed, math.floor(t), 2))
         )
 
         # counters since process start (closed segments + running one), closed form
