@@ -41,11 +41,12 @@ def merged_settings(unit: SimUnit, settings: dict) -> dict:
                 raise ValueError(f"power limit outside [{p.min_w}, {p.max_w}] W")
     manual = settings.get("clock_manual")
     if manual is None:
-        manual = (
-            "freq_mhz" in settings
-            and "voltage_v" in settings
-            and not any(k in settings for k in _FIRMWARE_KEYS)
-        )
+        if any(k in settings for k in _FIRMWARE_KEYS):
+            manual = False
+        elif "freq_mhz" in settings and "voltage_v" in settings:
+            manual = True
+        else:
+            manual = base["clock_manual"]  # nothing about the clock asked: keep the unit's
     merged["clock_manual"] = bool(manual)
     return merged
 

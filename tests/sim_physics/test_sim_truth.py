@@ -91,3 +91,15 @@ def test_unsupported_knobs(make_unit):
         true_optimum(make_unit("s19pro"), HASHPRICE, PRICE, "power_limit")
     with pytest.raises(ValueError, match="knob"):
         true_optimum(make_unit("s19pro"), HASHPRICE, PRICE, "fan")
+
+
+def test_empty_settings_mean_the_current_configuration(make_unit, clock):
+    unit = make_unit("s19xp", "braiins")
+    unit.set_clock(400.0, 12.6)
+    clock.advance(300)
+    op = true_operating_point(unit, {})
+    assert op.freq_mhz == 400.0
+    assert op.voltage_v == 12.6
+    now_ths = sum(b.hashrate_ths for b in unit.reading().boards)
+    assert op.hashrate_ths == pytest.approx(now_ths, rel=0.01)
+    assert true_operating_point(unit, {"power_limit_w": 3000.0}).voltage_v != 12.6
