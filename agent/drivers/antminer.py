@@ -87,9 +87,7 @@ class AntminerDriver(MinerDriver):
 
     async def read(self) -> MinerSnapshot:
         """Poll RPC and web concurrently; any single field that fails becomes ``None``."""
-        rpc, web = await asyncio.gather(
-            self.rpc.multicommand(*RPC_COMMANDS), self._web_reads(*WEB_COMMANDS)
-        )
+        rpc, web = await asyncio.gather(self._rpc_reads(), self._web_reads(*WEB_COMMANDS))
         summary = rpc.ok.get("summary")
         web_summary = web.ok.get("summary")
         if summary is None and web_summary is None:
@@ -142,6 +140,12 @@ class AntminerDriver(MinerDriver):
             # (protocols.md §1.4): the read-back decides whether it took effect.
             log.debug("set_miner_conf_no_reply", host=self.config.host, error=repr(err))
 
+    async def _rpc_reads(self) -> Replies:
+        try:
+            return await self.rpc.multicommand(*RPC_COMMANDS)
+        except MinerError as err:  # the web UI may still answer; read() decides
+            return Replies(failed=dict.fromkeys(RPC_COMMANDS, err))
+
     async def _web_reads(self, *names: str) -> Replies:
         results = await asyncio.gather(*(self.web.get(n) for n in names), return_exceptions=True)
         replies = Replies()
@@ -176,7 +180,7 @@ class AntminerDriver(MinerDriver):
             parse.summary_rate_ths(s, "5s"),
             _web_rate(ws, "rate_5s"),
         ))
-        boards = f.get("boards", lambda: parse.rpc_boards(data, expected_chips)) if data else None
+        boards = f.get("boards", lambda: parse.rpc_boards(data, expected_chips, f)) if data else None
         if not boards and w_stats is not None:
             boards = f.get("boards.web", lambda: parse.web_boards(w_stats, expected_chips))
         fans = f.get("fans", lambda: parse.rpc_fans(data)) if data else None

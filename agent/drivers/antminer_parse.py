@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.drivers.common import Fields
 from agent.protocols.quirks import integer, number
 from agent.snapshot import BoardReading, PoolReading
 
@@ -78,28 +79,33 @@ def _positive(value: Any) -> float | None:
     return num if num else None
 
 
-def rpc_boards(data: dict[str, Any], expected_chips: int | None) -> tuple[BoardReading, ...]:
-    """Hashboards from classic `stats` chain keys; absent chains (no chips, no rate) skipped."""
+def rpc_boards(data: dict[str, Any], expected_chips: int | None,
+               f: Fields | None = None) -> tuple[BoardReading, ...]:
+    """Hashboards from classic `stats` chain keys; absent chains (no chips, no rate) skipped.
+
+    Each reading is parsed on its own: a garbled value makes that reading ``None`` only.
+    """
+    f = f or Fields("")
     factor = unit_factor(data.get("rate_unit"))
     boards = []
     for n in range(1, MAX_CHAIN_INDEX + 1):
         if f"chain_acn{n}" not in data:
             continue
-        chips = integer(data.get(f"chain_acn{n}"))
-        rate = number(data.get(f"chain_rate{n}"))
+        chips = f.get(f"chain{n}.chips", lambda n=n: integer(data.get(f"chain_acn{n}")))
+        rate = f.get(f"chain{n}.rate", lambda n=n: number(data.get(f"chain_rate{n}")))
         if not chips and rate is None:
             continue
         boards.append(
             BoardReading(
                 slot=n - 1,
                 hashrate_ths=rate * factor if rate is not None else None,
-                board_temp_c=first(_dash_max(data.get(f"temp_pcb{n}")), _positive(data.get(f"temp{n}"))),
-                chip_temp_c=first(
-                    _dash_max(data.get(f"temp_chip{n}")), _positive(data.get(f"temp2_{n}"))
-                ),
+                board_temp_c=f.get(f"chain{n}.board_temp", lambda n=n: first(
+                    _dash_max(data.get(f"temp_pcb{n}")), _positive(data.get(f"temp{n}")))),
+                chip_temp_c=f.get(f"chain{n}.chip_temp", lambda n=n: first(
+                    _dash_max(data.get(f"temp_chip{n}")), _positive(data.get(f"temp2_{n}")))),
                 chips=chips,
                 expected_chips=expected_chips,
-                freq_mhz=_positive(data.get(f"freq{n}")),
+                freq_mhz=f.get(f"chain{n}.freq", lambda n=n: _positive(data.get(f"freq{n}"))),
             )
         )
     return tuple(boards)

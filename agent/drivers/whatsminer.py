@@ -210,7 +210,7 @@ class WhatsminerDriver(MinerDriver):
             rejected=f.get("rejected", lambda: integer(summary.get("Rejected"))),
             error_codes=f.get("error_codes", lambda: parse.v2_error_codes(
                 r.ok.get("get_error_code"), summary)) or (),
-            boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips)),
+            boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips, f)),
             pools=_opt(f, "pools", r, "pools", parse.v2_pools),
         )
 
@@ -304,7 +304,7 @@ class WhatsminerDriver(MinerDriver):
             accepted=None,
             rejected=None,
             error_codes=f.get("error_codes", lambda: parse.v3_error_codes(info)) or (),
-            boards=_opt(f, "boards", r, "edevs", lambda d: parse.v3_boards(d, s, chips)),
+            boards=_opt(f, "boards", r, "edevs", lambda d: parse.v3_boards(d, s, chips, f)),
             pools=_opt(f, "pools", r, "pools", parse.v3_pools),
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.drivers.common import Fields
 from agent.protocols.quirks import integer, number, unquote
 from agent.snapshot import BoardReading, PoolReading
 
@@ -65,20 +66,26 @@ def v2_hashrate_ths(summary: dict[str, Any]) -> float | None:
     return None if value is None else value * MHS_TO_THS
 
 
-def v2_boards(devs: dict[str, Any], expected_chips: int | None) -> tuple[BoardReading, ...]:
-    """Hashboards from `devs`/`edevs` (one entry per board)."""
+def v2_boards(devs: dict[str, Any], expected_chips: int | None,
+              f: Fields | None = None) -> tuple[BoardReading, ...]:
+    """Hashboards from `devs`/`edevs` (one entry per board); a garbled reading is ``None``."""
+    f = f or Fields("")
     boards = []
-    for d in devs.get("DEVS") or devs.get("EDEVS") or ():
-        rate = first(*(number(d.get(k)) for k in ("MHS 1m", "MHS 5s", "MHS av")))
+    for i, d in enumerate(devs.get("DEVS") or devs.get("EDEVS") or ()):
+        slot = integer(first(d.get("Slot"), d.get("ASC"), d.get("ID"), i))
+        rate = f.get(f"board{slot}.rate", lambda d=d: first(
+            *(number(d.get(k)) for k in ("MHS 1m", "MHS 5s", "MHS av"))))
         boards.append(
             BoardReading(
-                slot=int(first(d.get("Slot"), d.get("ASC"), d.get("ID"))),
+                slot=slot if slot is not None else i,
                 hashrate_ths=None if rate is None else rate * MHS_TO_THS,
-                board_temp_c=number(d.get("Temperature")),
-                chip_temp_c=number(first(d.get("Chip Temp Max"), d.get("Chip Temp Avg"))),
-                chips=integer(d.get("Effective Chips")),
+                board_temp_c=f.get(f"board{slot}.temp", lambda d=d: number(d.get("Temperature"))),
+                chip_temp_c=f.get(f"board{slot}.chip_temp", lambda d=d: number(
+                    first(d.get("Chip Temp Max"), d.get("Chip Temp Avg")))),
+                chips=f.get(f"board{slot}.chips", lambda d=d: integer(d.get("Effective Chips"))),
                 expected_chips=expected_chips,
-                freq_mhz=_positive(first(d.get("Chip Frequency"), d.get("Frequency"))),
+                freq_mhz=f.get(f"board{slot}.freq", lambda d=d: _positive(
+                    first(d.get("Chip Frequency"), d.get("Frequency")))),
             )
         )
     return tuple(boards)
@@ -146,22 +153,27 @@ def v2_firmware(version: dict[str, Any] | None, status: dict[str, Any] | None,
 # --- V3 -------------------------------------------------------------------------------
 
 
-def v3_boards(edevs: dict[str, Any], summary: dict[str, Any],
-              expected_chips: int | None) -> tuple[BoardReading, ...]:
+def v3_boards(edevs: dict[str, Any], summary: dict[str, Any], expected_chips: int | None,
+              f: Fields | None = None) -> tuple[BoardReading, ...]:
     """Hashboards from `get.miner.status` edevs; board temps from summary `board-temperature`."""
+    f = f or Fields("")
     temps = summary.get("board-temperature") or []
     boards = []
-    for d in msg(edevs)["edevs"]:
-        slot = int(d["id"])
+    for i, d in enumerate(msg(edevs)["edevs"]):
+        slot = integer(first(d.get("id"), i))
+        slot = i if slot is None else slot
         boards.append(
             BoardReading(
                 slot=slot,
-                hashrate_ths=number(first(d.get("hash-realtime"), d.get("hash-average"))),
-                board_temp_c=number(temps[slot]) if slot < len(temps) else None,
-                chip_temp_c=number(first(d.get("chip-temp-max"), d.get("chip-temp-avg"))),
-                chips=integer(d.get("effective-chips")),
+                hashrate_ths=f.get(f"board{slot}.rate", lambda d=d: number(
+                    first(d.get("hash-realtime"), d.get("hash-average")))),
+                board_temp_c=f.get(f"board{slot}.temp", lambda s=slot: number(temps[s])
+                                   if s < len(temps) else None),
+                chip_temp_c=f.get(f"board{slot}.chip_temp", lambda d=d: number(
+                    first(d.get("chip-temp-max"), d.get("chip-temp-avg")))),
+                chips=f.get(f"board{slot}.chips", lambda d=d: integer(d.get("effective-chips"))),
                 expected_chips=expected_chips,
-                freq_mhz=_positive(d.get("freq")),
+                freq_mhz=f.get(f"board{slot}.freq", lambda d=d: _positive(d.get("freq"))),
             )
         )
     return tuple(boards)

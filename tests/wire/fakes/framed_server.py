@@ -1,0 +1,162 @@
+"""A btminer API V3 server on 127.0.0.1: 4-byte little-endian framing, persistent connections.
+
+Reads answer from real fixture bytes keyed by ``(cmd, param)``; ``set.*`` commands verify
+the salted token (written from protocols.md §3.5, independently of the agent) and update a
+little state. Faults: ``close_after`` replies then close, ``silent``, ``bad_length``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import struct
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+_HEADER = struct.Struct("<I")
+
+
+def _reply(code: int, msg: Any, desc: str) -> dict[str, Any]:
+    return {"code": code, "when": int(time.time()), "msg": msg, "desc": desc}
+
+
+class FakeV3Server:
+    """Serve V3 reads from fixtures and verify V3 writes."""
+
+    def __init__(
+        self,
+        replies: dict[Any, bytes] | None = None,
+        *,
+        password: str = "super",
+        account: str = "super",
+        salt: str = "uhCiDyVj",
+        write_enabled: bool = True,
+        echo_heartbeat: bool = False,
+        mode: str = "normal",
+        close_after: int | None = None,
+    ) -> None:
+        self.replies = {k: v for k, v in (replies or {}).items() if isinstance(k, tuple)}
+        self.password = password
+        self.account = account
+        self.salt = salt
+        self.write_enabled = write_enabled
+        self.echo_heartbeat = echo_heartbeat
+        self.mode = mode
+        self.close_after = close_after
+        self.requests: list[dict[str, Any]] = []
+        self.heartbeats = 0
+        self.connections = 0
+        self.state: dict[str, Any] = {"power_limit": 3600, "power_mode": "normal",
+                                      "service": "start", "percent": None, "pools": None}
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.port = 0
+
+    async def start(self) -> FakeV3Server:
+        """Listen on 127.0.0.1 with an ephemeral port."""
+        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> FakeV3Server:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def drop_connections(self) -> None:
+        """Close every open connection (as the miner does after 300 s idle)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            while True:
+                (length,) = _HEADER.unpack(await reader.readexactly(4))
+                if length == 0:
+                    self.heartbeats += 1
+                    if self.echo_heartbeat:
+                        writer.write(b"\x00\x00\x00\x00")
+                    continue
+                request = json.loads(await reader.readexactly(length))
+                self.requests.append(request)
+                if self.mode == "silent":
+                    await asyncio.sleep(3600)
+                if self.mode == "bad_length":
+                    writer.write(_HEADER.pack(0x7FFFFFFF) + b"{}")
+                    await writer.drain()
+                    continue
+                body = self.reply_for(request)
+                writer.write(_HEADER.pack(len(body)) + body)
+                await writer.drain()
+                served += 1
+                if self.close_after is not None and served >= self.close_after:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass  # client went away or sent junk
+        finally:
+            writer.transport.abort()
+
+    def reply_for(self, request: dict[str, Any]) -> bytes:
+        """Bytes of the reply frame body for one request."""
+        cmd = request.get("cmd")
+        if not isinstance(cmd, str):
+            return json.dumps(_reply(-3, "invalid json item", "")).encode()
+        if cmd.startswith("set."):
+            return json.dumps(self._write(cmd, request)).encode()
+        param = request.get("param")
+        if cmd == "get.device.info" and param == "salt":
+            return json.dumps(_reply(0, {"salt": self.salt}, cmd)).encode()
+        raw = self.replies.get((cmd, param))
+        if raw is None:
+            return json.dumps(_reply(-2, "invalid command", cmd)).encode()
+        return raw
+
+    def _write(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        ts = request.get("ts")
+        digest = hashlib.sha256(f"{cmd}{self.password}{self.salt}{ts}".encode()).digest()
+        if (request.get("account") != self.account
+                or request.get("token") != base64.b64encode(digest).decode()[:8]
+                or not self.write_enabled):
+            return _reply(-4, "no permission", cmd)
+        param = request.get("param")
+        s = self.state
+        if cmd == "set.miner.power_limit":
+            s["power_limit"] = int(param)
+        elif cmd == "set.miner.power_percent":
+            s["percent"] = (int(param["percent"]), param["mode"])
+        elif cmd == "set.miner.power_mode":
+            s["power_mode"] = param
+        elif cmd == "set.miner.service":
+            s["service"] = param
+        elif cmd == "set.miner.pools":
+            dec = Cipher(algorithms.AES(digest), modes.ECB()).decryptor()
+            plain = dec.update(base64.b64decode(param)) + dec.finalize()
+            s["pools"] = json.loads(plain.rstrip(b"\x00"))
+        else:
+            return _reply(-2, "invalid command", cmd)
+        return _reply(0, "ok", cmd)
