@@ -758,5 +758,9 @@ def pick_highest_fitting(reported_w: np.ndarray, target_w: float) -> int:
 
 def _chip_status(ok: np.ndarray) -> str:
     """Antminer chain_acs style: groups of three, ``o`` ok, ``x`` bad (' ooo ooo xoo')."""
-    chars = np.where(ok, "o", "x")
-    return "".join(" " + "".join(chars[i : i + 3]) for i in range(0, len(chars), 3))
+    n = len(ok)
+    groups = (n + 2) // 3
+    buf = np.full(n + groups, ord(" "), dtype=np.uint8)
+    idx = np.arange(n)
+    buf[idx + idx // 3 + 1] = np.where(ok, ord("o"), ord("x"))
+    return buf.tobytes().decode("ascii")

@@ -341,3 +341,14 @@ def test_high_mode_warns_above_28c(make_unit, clock):
     unit.set_ambient_offset(30.0 - unit.ambient_c() + unit.faults().ambient_offset_c)
     clock.advance(1)
     assert "610" in unit.reading().error_codes
+
+
+@pytest.mark.parametrize("n", [75, 76, 77, 114])
+def test_chip_status_groups_of_three(n):
+    from agent.simulator.unit import _chip_status
+
+    ok = np.ones(n, dtype=bool)
+    ok[[0, n - 1]] = False
+    chars = np.where(ok, "o", "x")
+    want = "".join(" " + "".join(chars[i : i + 3]) for i in range(0, n, 3))
+    assert _chip_status(ok) == want
