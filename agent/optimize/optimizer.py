@@ -21,6 +21,7 @@ Strategies (compared in benchmarks/optimizer.py):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,7 +81,10 @@ HASHRATE_SCALE_SD = 0.08
 #: Scaled per unit to its stock revenue at run time; this is the fraction of revenue.
 PENALTY_REVENUE_FRACTION = 0.05
 
-#: Monte-Carlo z of the 90 % interval reported around expected profit changes.
+#: Ambient change (°C) after which a prior that reads ambient is re-evaluated on the grid.
+AMBIENT_REPRIOR_C = 1.0
+
+#: z of the two-sided 90 % interval reported around expected profit changes.
 INTERVAL_Z = 1.645
 
 Strategy = Literal["prior_gp", "prior_et", "prior_only", "skopt_gp"]
@@ -244,6 +248,13 @@ class UnitOptimizer:
             raise ModelError(f"{self.space.miner_id}: prior gave non-finite predictions")
         return arr
 
+    def _set_ambient(self, ambient_c: float) -> None:
+        """Track the unit's latest ambient; re-run the prior only if it depends on ambient."""
+        old = self.context.ambient
+        self.context = dataclasses.replace(self.context, ambient_c=ambient_c)
+        if not isinstance(self.prior, PhysicsPrior) and abs(ambient_c - old) > AMBIENT_REPRIOR_C:
+            self._grid_mu = self._prior_arrays(self._grid_settings)
+
     def update_context(self, context: PriorContext) -> None:
         """Take a new ambient or features: re-evaluate the prior on the grid (trials are kept)."""
         self.context = context
@@ -251,8 +262,10 @@ class UnitOptimizer:
 
     # ----- posterior ------------------------------------------------------------------------
 
-    def _posterior(self, u: np.ndarray, mu: np.ndarray) -> dict[str, np.ndarray]:
-        hp, c = self.economics.rates()
+    def _posterior(
+        self, u: np.ndarray, mu: np.ndarray, economics: Economics | None = None
+    ) -> dict[str, np.ndarray]:
+        hp, c = (economics or self.economics).rates()
         h, hs = self.models["hashrate"].predict(u, mu[:, 0])
         p, ps = self.models["power"].predict(u, mu[:, 1])
         e, es = self.models["hw_err"].predict(u, mu[:, 2])
@@ -274,8 +287,8 @@ class UnitOptimizer:
             "p_feas": p_feas,
         }
 
-    def _grid_posterior(self) -> dict[str, np.ndarray]:
-        return self._posterior(self._grid_u, self._grid_mu)
+    def _grid_posterior(self, economics: Economics | None = None) -> dict[str, np.ndarray]:
+        return self._posterior(self._grid_u, self._grid_mu, economics)
 
     def _as_posterior(self, a: dict[str, np.ndarray], i: int, settings: Settings) -> Posterior:
         seen = sum(1 for t in self.trials if t.obs.settings == settings)
@@ -395,6 +408,8 @@ class UnitOptimizer:
         violated = obs.throttled or any(v > 0 for v in violations.values())
         self.trials.append(_Trial(u, obs, violated))
         self.current = settings
+        if obs.env_temp_c is not None and obs.env_temp_c != self.context.ambient_c:
+            self._set_ambient(obs.env_temp_c)
         if self.config.strategy == "skopt_gp":
             self._tell_skopt(u, obs, violations)
 
@@ -456,9 +471,9 @@ class UnitOptimizer:
         i = int(np.argmax(np.where(feasible, post["profit"], -np.inf)))
         return self._as_posterior(post, i, self._grid_settings[i])
 
-    def curve(self) -> list[Posterior]:
+    def curve(self, economics: Economics | None = None) -> list[Posterior]:
         """Return the fitted response over the whole candidate grid (for the site budget)."""
-        post = self._grid_posterior()
+        post = self._grid_posterior(economics)
         return [self._as_posterior(post, i, st) for i, st in enumerate(self._grid_settings)]
 
     def switching_cost_per_day(self, target: Settings) -> float:

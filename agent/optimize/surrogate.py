@@ -230,25 +230,40 @@ SATURATION_MARGIN_C = 1.0
 #: the sampling error of a 0.95 estimate near ±0.01 (√(0.95·0.05/512)).
 THERMAL_DRAWS = 512
 
+#: Grid for the slope posterior: points, and its span in prior σ on either side.
+SLOPE_GRID_POINTS = 600
+SLOPE_GRID_SIGMAS = 6.0
+
 
 class ThermalModel:
     """Board and chip temperature of one unit under fan control, learned from its trials.
 
     The fan loop holds the board at its target until the fans saturate; past that the board
     rises as ``ambient + θ·P``; the chip sits ``c·P/P_rated`` above the board. ``θ`` and
-    ``c`` are one number each per unit, learned by conjugate Bayesian regression: ``c`` from
-    every trial, ``θ`` from trials where the fans had saturated (the only ones that measure
-    it). Feasibility is the joint probability that both temperatures stay under their
-    limits, by Monte Carlo over (θ, c, P).
+    ``c`` are one number each per unit:
+
+    * ``c`` by conjugate Bayesian regression on every trial (chip − board);
+    * ``θ`` on a grid posterior: a saturated trial measures ``θ·P = board − ambient``; an
+      unsaturated one still bounds it, ``θ·P ≤ target − ambient`` (full fans would have
+      kept the board at or under target), which is what lets a unit that never ran hot
+      prove it has headroom.
+
+    Feasibility is the joint probability that both temperatures stay under their limits,
+    by Monte Carlo over (θ, c, P) with fixed draws (deterministic for a seed).
     """
 
     def __init__(self, prior: ThermalPrior, seed: int = 0) -> None:
         self.prior = prior
-        t0 = prior.slope_c_per_w
-        self._theta = (t0, (prior.slope_rel_sd * t0) ** 2)
+        t0, sd0 = prior.slope_c_per_w, prior.slope_rel_sd * prior.slope_c_per_w
+        lo = max(t0 - SLOPE_GRID_SIGMAS * sd0, t0 * 1e-3)
+        self._grid = np.linspace(lo, t0 + SLOPE_GRID_SIGMAS * sd0, SLOPE_GRID_POINTS)
+        self._logprior = -0.5 * ((self._grid - t0) / sd0) ** 2
+        self._loglik = np.zeros_like(self._grid)
         self._c = (prior.chip_over_board_c, prior.chip_over_board_sd**2)
-        self._rng = np.random.default_rng(seed)
-        self._z = self._rng.standard_normal((3, THERMAL_DRAWS))
+        rng = np.random.default_rng(seed)
+        self._z = rng.standard_normal((2, THERMAL_DRAWS))
+        self._u = (rng.permutation(THERMAL_DRAWS) + 0.5) / THERMAL_DRAWS
+        self._theta_draws = self._draw_theta()
         self.n_saturated = 0
         self.n = 0
 
@@ -261,6 +276,17 @@ class ThermalModel:
         prec = 1.0 / var + x * x / noise_sd**2
         new_var = 1.0 / prec
         return new_var * (mean / var + x * y / noise_sd**2), new_var
+
+    def _posterior_weights(self) -> np.ndarray:
+        logp = self._logprior + self._loglik
+        w = np.exp(logp - logp.max())
+        return w / w.sum()
+
+    def _draw_theta(self) -> np.ndarray:
+        """Slope draws by inverse-CDF on the grid posterior (stratified, fixed uniforms)."""
+        cdf = np.cumsum(self._posterior_weights())
+        idx = np.searchsorted(cdf, self._u * cdf[-1])
+        return self._grid[np.clip(idx, 0, len(self._grid) - 1)]
 
     def tell(
         self,
@@ -277,15 +303,25 @@ class ThermalModel:
         if board_c is not None and chip_c is not None:
             x = power_w / self.prior.rated_power_w
             self._c = self._update(self._c, x, chip_c - board_c, noise_sd * math.sqrt(2))
-        if board_c is not None and board_c > self.prior.board_target_c + SATURATION_MARGIN_C:
+        if board_c is None:
+            return
+        pred = self._grid * power_w
+        if board_c > self.prior.board_target_c + SATURATION_MARGIN_C:
             self.n_saturated += 1
-            self._theta = self._update(self._theta, power_w, board_c - ambient_c, noise_sd)
+            self._loglik += -0.5 * ((board_c - ambient_c - pred) / noise_sd) ** 2
+        else:
+            bound = max(board_c, self.prior.board_target_c) - ambient_c
+            self._loglik += np.log(np.maximum(_norm_cdf((bound - pred) / noise_sd), 1e-300))
+        self._theta_draws = self._draw_theta()
 
     def params(self) -> dict[str, float]:
         """Posterior means and 1-σ of the two thermal parameters."""
+        w = self._posterior_weights()
+        mean = float(np.sum(w * self._grid))
+        sd = float(np.sqrt(np.sum(w * (self._grid - mean) ** 2)))
         return {
-            "slope_c_per_w": self._theta[0],
-            "slope_sd": math.sqrt(self._theta[1]),
+            "slope_c_per_w": mean,
+            "slope_sd": sd,
             "chip_over_board_c": self._c[0],
             "chip_over_board_sd": math.sqrt(self._c[1]),
         }
@@ -300,8 +336,8 @@ class ThermalModel:
             + np.asarray(power_sd, dtype=float).reshape(-1, 1) * self._z[0],
             0.0,
         )
-        theta = self._theta[0] + math.sqrt(self._theta[1]) * self._z[1]
-        c = self._c[0] + math.sqrt(self._c[1]) * self._z[2]
+        theta = self._theta_draws
+        c = self._c[0] + math.sqrt(self._c[1]) * self._z[1]
         board = np.maximum(p.board_target_c, ambient_c + theta * pw)
         board = np.where(pw > 0, board, ambient_c)
         chip = board + c * pw / p.rated_power_w

@@ -1,0 +1,195 @@
+"""One optimisation round over a fleet: per-unit optimisers, optional site budget, proposals.
+
+A unit that cannot be optimised (no hardware profile, a prior that cannot answer, no knob
+the optimiser understands) is *skipped with its typed error* and keeps its current
+settings; the round carries on with the rest (documented safe behaviour, see prior.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from agent.errors import AgentError, ConfigError, ModelError
+from agent.optimize.budget import BudgetPlan, Option, UnitCurve, allocate
+from agent.optimize.objective import Economics
+from agent.optimize.optimizer import Observation, OptimizerConfig, Posterior, UnitOptimizer
+from agent.optimize.prior import PhysicsPrior, PriorContext, ResponsePrior
+from agent.optimize.proposals import Proposal, build_proposal
+from agent.optimize.space import build_space, capabilities_from_profile
+from agent.profiles import HardwareProfile, find_profile, load_profiles
+from agent.snapshot import Capabilities, Settings
+
+log = structlog.get_logger(__name__)
+
+#: Idle draw assumed for a sleeping unit when budgeting, W. Engineering allowance (control
+#: board plus fans at their floor); the profiles carry no idle figure, so it errs high,
+#: which keeps the site under its cap.
+SLEEP_ALLOWANCE_W = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetUnit:
+    """What a round knows about one miner."""
+
+    miner_id: str
+    #: Profile id or firmware-reported model string.
+    model: str | None
+    firmware: str
+    current: Settings | None = None
+    ambient_c: float | None = None
+    capabilities: Capabilities | None = None
+    trials: tuple[Observation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A unit the round left alone, and the typed error that made it do so."""
+
+    miner_id: str
+    error: str
+    reason: str
+
+
+@dataclass(slots=True)
+class FleetPlan:
+    """The outcome of one round."""
+
+    proposals: list[Proposal] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    budget: BudgetPlan | None = None
+
+
+def resolve_profile(model: str | None) -> HardwareProfile:
+    """Return the hardware profile for a profile id or model string, or ``ModelError``."""
+    if model:
+        profiles = load_profiles()
+        if model in profiles:
+            return profiles[model]
+        prof = find_profile(model)
+        if prof is not None:
+            return prof
+    raise ModelError(f"no hardware profile for model {model!r}: no bounds, so no proposal")
+
+
+def build_optimizer(
+    unit: FleetUnit,
+    economics: Economics,
+    config: OptimizerConfig,
+    prior: ResponsePrior | None = None,
+) -> UnitOptimizer:
+    """Build an optimiser for one unit with its trials told (raises ``AgentError`` subclasses)."""
+    profile = resolve_profile(unit.model)
+    caps = unit.capabilities or capabilities_from_profile(profile, unit.firmware)
+    space = build_space(unit.miner_id, profile, caps)
+    ctx = PriorContext(profile, unit.firmware, ambient_c=unit.ambient_c)
+    current = unit.current if unit.current is not None and space.contains(unit.current) else None
+    opt = UnitOptimizer(space, prior or PhysicsPrior(), ctx, economics, config, current)
+    for obs in unit.trials:
+        opt.tell(obs)
+    return opt
+
+
+def curve_options(
+    opt: UnitOptimizer, economics: Economics, sleep_allowance_w: float = SLEEP_ALLOWANCE_W
+) -> list[Option]:
+    """List the unit's confidently feasible fitted options, plus sleep, priced by ``economics``."""
+    p_min = opt.config.p_feasible
+    options = [
+        Option(b.settings, b.power_w, b.hashrate_ths, b.profit_usd_day, b.power_sd)
+        for b in opt.curve(economics)
+        if b.p_feasible >= p_min
+    ]
+    _, c = economics.rates()
+    has_sleep = any("sleep" in fk.power_modes for fk in opt.space.profile.firmware.values())
+    sleep = Settings(power_mode="sleep") if has_sleep else Settings(mining=False)
+    options.append(Option(sleep, sleep_allowance_w, 0.0, -c * sleep_allowance_w, sleep=True))
+    return options
+
+
+def plan_fleet(
+    units: Sequence[FleetUnit],
+    economics: Economics,
+    config: OptimizerConfig | None = None,
+    *,
+    prior: ResponsePrior | None = None,
+    prior_note: str = "",
+    cap_w: float | None = None,
+    optimizers: dict[str, UnitOptimizer] | None = None,
+) -> FleetPlan:
+    """Propose settings for every unit (and share ``cap_w`` watts, when given)."""
+    config = config or OptimizerConfig()
+    plan = FleetPlan()
+    opts: dict[str, UnitOptimizer] = {}
+    for unit in units:
+        try:
+            opts[unit.miner_id] = (optimizers or {}).get(unit.miner_id) or build_optimizer(
+                unit, economics, config, prior
+            )
+        except (ModelError, ConfigError) as err:
+            log.warning("optimize_skip", miner=unit.miner_id, error=type(err).__name__)
+            plan.skipped.append(Skipped(unit.miner_id, type(err).__name__, str(err)))
+    if cap_w is None:
+        for opt in opts.values():
+            target = opt.recommend() if opt.trials else opt.predict(opt.first_guess())
+            _add(plan, opt, target, "tuning" if opt.trials else "first trial", prior_note)
+        return plan
+    curves = []
+    for mid, opt in opts.items():
+        options = curve_options(opt, economics)
+        now = opt.predict(opt.current)
+        cur = Option(opt.current, now.power_w, now.hashrate_ths, now.profit_usd_day, now.power_sd)
+        curves.append(UnitCurve(mid, tuple(options), cur))
+    if not curves:
+        return plan
+    plan.budget = allocate(curves, cap_w)
+    for alloc in plan.budget.allocations:
+        opt = opts[alloc.miner_id]
+        if alloc.option.sleep:
+            target = dataclasses.replace(opt.predict(opt.current), settings=alloc.option.settings)
+        else:
+            target = opt.predict(alloc.option.settings)
+        _add(plan, opt, target, f"site budget: {alloc.action}", prior_note)
+    return plan
+
+
+def _add(plan: FleetPlan, opt: UnitOptimizer, target: Posterior, reason: str, note: str) -> None:
+    try:
+        prop = build_proposal(
+            opt, target, reason=reason, prior_note=note, sleep_power_w=SLEEP_ALLOWANCE_W
+        )
+    except AgentError as err:
+        plan.skipped.append(Skipped(opt.space.miner_id, type(err).__name__, str(err)))
+        return
+    if prop is not None:
+        plan.proposals.append(prop)
+
+
+def demo_round() -> FleetPlan:
+    """Run a tiny self-contained round (no simulator) that exercises the whole optimiser path.
+
+    Used to measure the optimiser's footprint: it fits the residual models, so it imports
+    scikit-optimize and scikit-learn exactly as a real round would.
+    """
+    prof = load_profiles()["m50"]
+    unit = FleetUnit("demo", prof.id, "whatsminer_v3", ambient_c=25.0)
+    econ = Economics()
+    opt = build_optimizer(unit, econ, OptimizerConfig())
+    for _ in range(4):
+        s = opt.ask()
+        r = opt.prior.predict(s, opt.context)
+        opt.tell(
+            Observation(
+                s,
+                r.hashrate_ths * 0.97,
+                r.power_w,
+                r.chip_temp_c,
+                r.board_temp_c,
+                25.0,
+                r.hw_err_share,
+            )
+        )
+    return plan_fleet([unit], econ, optimizers={"demo": opt})

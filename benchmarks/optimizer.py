@@ -1,0 +1,447 @@
+"""Benchmark: constrained surrogate optimiser vs random search vs grid search vs stock.
+
+Every method runs on identical simulated units (same hidden per-unit parameters, same
+simulated start time) and is scored by regret against the unit's brute-force optimum on
+the TRUE physics (``agent.simulator.truth.true_optimum``), in profit per day:
+
+    regret = (profit(optimum) − profit(recommended)) / profit(optimum)
+
+both evaluated at the instant the trial budget ran out. Also measured: thermal-limit
+crossings during all trials, J/TH vs stock at equal or better profit, the site budget at
+70 % of nameplate power vs uniform throttling and vs the exact (DP) optimum on true
+curves, and the daemon's RSS with and without the optimiser imported (subprocesses).
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/optimizer.py [--quick] [--compare]
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import structlog  # noqa: E402
+
+from agent.optimize.baselines import GridSearch, RandomSearch  # noqa: E402
+from agent.optimize.budget import Option, UnitCurve, allocate, allocate_exact  # noqa: E402
+from agent.optimize.fleet import SLEEP_ALLOWANCE_W, curve_options  # noqa: E402
+from agent.optimize.objective import DEFAULT_HASHPRICE_USD_PER_TH_DAY, Economics  # noqa: E402
+from agent.optimize.optimizer import OptimizerConfig, UnitOptimizer  # noqa: E402
+from agent.optimize.prior import PhysicsPrior, PriorContext  # noqa: E402
+from agent.optimize.simfleet import SimUnitSpec, fleet_specs, make_unit  # noqa: E402
+from agent.optimize.space import SearchSpace, build_space, capabilities_from_profile  # noqa: E402
+from agent.optimize.tariff import DEFAULT_PRICE_USD_PER_KWH, FlatTariff  # noqa: E402
+from agent.optimize.trials import run_trials  # noqa: E402
+from agent.profiles import load_profiles  # noqa: E402
+from agent.simulator.clock import DEFAULT_MANUAL_START, SimClock  # noqa: E402
+from agent.simulator.truth import (  # noqa: E402
+    profit_usd_per_day,
+    true_operating_point,
+    true_optimum,
+)
+from agent.snapshot import Settings  # noqa: E402
+
+#: Trial budgets per unit, all scored from one run (a budget's recommendation is taken when
+#: that many trials are done; grid search needs its own run per budget).
+BUDGETS = (5, 10, 20)
+
+#: Simulated start: 08:00 UTC on the simulator's fixed day, so trial campaigns run into the
+#: afternoon ambient peak (simulator physics: peak near 15:00).
+START = DEFAULT_MANUAL_START + 8 * 3600.0
+
+#: Electricity for the site-budget scenario, USD/kWh: ERCOT LZ_WEST day-ahead mean on
+#: 2024-01-20 ($45.28/MWh, shared/data/ercot_dam_spp_hubs_zones_2024-01-20.csv). At this
+#: price most units want full power, so a 70 % cap binds hard.
+BUDGET_PRICE_USD_PER_KWH = 0.04528
+
+#: Site cap as a fraction of summed nameplate power (the issue's scenario).
+BUDGET_CAP_FRACTION = 0.7
+
+#: Power-limit step of the true curves fed to the exact DP optimum, W.
+TRUE_CURVE_STEP_W = 25.0
+
+
+def _quiet() -> None:
+    import logging
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+@dataclass
+class UnitResult:
+    """Everything measured on one unit."""
+
+    spec: SimUnitSpec
+    kind: str
+    regret: dict[str, dict[int, float]] = field(default_factory=dict)
+    violations: dict[str, int] = field(default_factory=dict)
+    opt_profit: dict[int, float] = field(default_factory=dict)
+    jth_ours: float | None = None
+    jth_stock: float | None = None
+    profit_ours: float | None = None
+    profit_stock: float | None = None
+    ms_per_trial: float = 0.0
+
+
+class _Timed:
+    """Wrap an optimiser and add up the wall time its ask/tell take."""
+
+    def __init__(self, opt: UnitOptimizer) -> None:
+        self.opt = opt
+        self.spent = 0.0
+
+    def ask(self) -> Settings:
+        t0 = time.perf_counter()
+        s = self.opt.ask()
+        self.spent += time.perf_counter() - t0
+        return s
+
+    def tell(self, obs: Any) -> None:
+        t0 = time.perf_counter()
+        self.opt.tell(obs)
+        self.spent += time.perf_counter() - t0
+
+
+def _space(spec: SimUnitSpec) -> SearchSpace:
+    prof = load_profiles()[spec.profile_id]
+    return build_space(spec.unit_id, prof, capabilities_from_profile(prof, spec.firmware))
+
+
+def _knob(space: SearchSpace) -> str:
+    return "power_mode" if space.kind == "power_mode" else "power_limit"
+
+
+def _true_profit(unit: Any, settings: Settings, t: float, hp: float, price: float) -> float:
+    return profit_usd_per_day(true_operating_point(unit, settings.changed_fields(), t), hp, price)
+
+
+def _regret(opt: float, got: float) -> float:
+    return (opt - got) / abs(opt) if opt != 0 else 0.0
+
+
+def run_unit(
+    spec: SimUnitSpec, econ: Economics, strategies: list[str], budgets: tuple[int, ...]
+) -> tuple[UnitResult, dict[str, Any]]:
+    """Run every method on one unit; returns scores and the default optimiser's state."""
+    hp, _ = econ.rates()
+    price = econ.electricity_usd_per_kwh()
+    space = _space(spec)
+    res = UnitResult(spec, space.kind)
+    nmax = max(budgets)
+    kept: dict[str, Any] = {}
+    times: dict[int, float] = {}
+
+    def score(method: str, unit: Any, recs: dict[int, tuple[Settings, float]]) -> None:
+        res.regret[method] = {}
+        for b, (st, t) in recs.items():
+            if b not in res.opt_profit:
+                res.opt_profit[b] = true_optimum(unit, hp, price, _knob(space), t)[1]
+                times[b] = t
+            res.regret[method][b] = _regret(res.opt_profit[b], _true_profit(unit, st, t, hp, price))
+
+    # --- surrogate optimiser strategies ---------------------------------------------------
+    for k, strategy in enumerate(strategies):
+        clock = SimClock(speed=0, start=START)
+        unit = make_unit(spec, clock)
+        ctx = PriorContext(space.profile, spec.firmware, ambient_c=unit.reading().env_temp_c)
+        opt = UnitOptimizer(
+            space, PhysicsPrior(), ctx, econ, OptimizerConfig(strategy=strategy, seed=spec.seed)
+        )
+        recs: dict[int, tuple[Settings, float]] = {}
+        timed = _Timed(opt)
+
+        def cb(
+            rec: Any, _opt: UnitOptimizer = opt, _recs: dict = recs, _c: SimClock = clock
+        ) -> None:
+            if rec.index + 1 in budgets:
+                _recs[rec.index + 1] = (_opt.recommend().settings, _c.now())
+
+        log = run_trials(unit, space, timed, nmax, on_trial=cb)
+        score(strategy, unit, recs)
+        res.violations[strategy] = log.violations
+        if k == 0:
+            res.ms_per_trial = 1000 * timed.spent / nmax
+            kept = {"unit": unit, "opt": opt, "t": clock.now()}
+            st, t = recs[nmax]
+            stock_unit = make_unit(spec, SimClock(speed=0, start=t))
+            op_ours = true_operating_point(unit, st.changed_fields(), t)
+            op_stock = true_operating_point(stock_unit, {}, t)
+            res.jth_ours, res.jth_stock = op_ours.j_per_th, op_stock.j_per_th
+            res.profit_ours = profit_usd_per_day(op_ours, hp, price)
+            res.profit_stock = profit_usd_per_day(op_stock, hp, price)
+            res.regret["stock"] = {
+                b: _regret(
+                    res.opt_profit[b],
+                    profit_usd_per_day(
+                        true_operating_point(make_unit(spec, SimClock(speed=0, start=tb)), {}, tb),
+                        hp,
+                        price,
+                    ),
+                )
+                for b, tb in times.items()
+            }
+
+    # --- random search (one run, prefixes) ------------------------------------------------
+    clock = SimClock(speed=0, start=START)
+    unit = make_unit(spec, clock)
+    rnd = RandomSearch(space, econ, seed=spec.seed)
+    recs = {}
+
+    def rcb(rec: Any) -> None:
+        if rec.index + 1 in budgets:
+            recs[rec.index + 1] = (rnd.recommend_settings(), clock.now())
+
+    log = run_trials(unit, space, rnd, nmax, on_trial=rcb)
+    score("random", unit, recs)
+    res.violations["random"] = log.violations
+
+    # --- grid search (a run per budget) ---------------------------------------------------
+    res.regret["grid"] = {}
+    res.violations["grid"] = 0
+    for b in budgets:
+        clock = SimClock(speed=0, start=START)
+        unit = make_unit(spec, clock)
+        grid = GridSearch(space, econ, b)
+        log = run_trials(unit, space, grid, b)
+        t = clock.now()
+        opt_b = true_optimum(unit, hp, price, _knob(space), t)[1]
+        got = _true_profit(unit, grid.recommend_settings(), t, hp, price)
+        res.regret["grid"][b] = _regret(opt_b, got)
+        res.violations["grid"] += log.violations
+    return res, kept
+
+
+# ----------------------------------------------------------------------------------------
+def _true_options(unit: Any, t: float, hp: float, price: float) -> list[Option]:
+    """The unit's true curve on a power-limit grid, plus sleep (for the exact optimum)."""
+    import numpy as np
+
+    prof = unit.profile
+    opts: list[Option] = []
+    th = prof.thermal
+    for lim in np.arange(prof.power.min_w, prof.power.max_w + 1e-9, TRUE_CURVE_STEP_W):
+        op = true_operating_point(unit, {"power_limit_w": float(lim)}, t)
+        if op.hashrate_ths <= 0:
+            continue
+        if max(op.board_temp_c) > th.board_temp_max_c or max(op.chip_temp_c) > th.chip_temp_max_c:
+            continue
+        opts.append(
+            Option(
+                Settings(power_limit_w=float(lim)),
+                op.power_w,
+                op.hashrate_ths,
+                profit_usd_per_day(op, hp, price),
+            )
+        )
+    idle = true_operating_point(unit, {"power_mode": "sleep"}, t)
+    opts.append(
+        Option(
+            Settings(power_mode="sleep"),
+            idle.power_w,
+            0.0,
+            profit_usd_per_day(idle, hp, price),
+            sleep=True,
+        )
+    )
+    return opts
+
+
+def run_budget(kept: list[dict[str, Any]], econ_budget: Economics) -> dict[str, Any]:
+    """Site cap at 70 % of nameplate: ours vs uniform throttling vs the exact optimum."""
+    hp, _ = econ_budget.rates()
+    price = econ_budget.electricity_usd_per_kwh()
+    units = [k for k in kept if k["opt"].space.kind == "power_limit"]
+    cap = BUDGET_CAP_FRACTION * sum(k["unit"].profile.rated.power_w for k in units)
+    curves = []
+    for k in units:
+        opt: UnitOptimizer = k["opt"]
+        options = curve_options(opt, econ_budget, sleep_allowance_w=SLEEP_ALLOWANCE_W)
+        cur = min(options, key=lambda o: abs(o.power_w - opt.predict(opt.current).power_w))
+        curves.append(UnitCurve(opt.space.miner_id, tuple(options), cur))
+    plan = allocate(curves, cap)
+    ours_profit = ours_power = 0.0
+    slept = 0
+    for k, a in zip(units, plan.allocations, strict=True):
+        op = true_operating_point(k["unit"], a.option.settings.changed_fields(), k["t"])
+        ours_profit += profit_usd_per_day(op, hp, price)
+        ours_power += op.power_w
+        slept += a.option.sleep
+    uni_profit = uni_power = 0.0
+    for k in units:
+        p = k["unit"].profile
+        lim = min(max(BUDGET_CAP_FRACTION * p.rated.power_w, p.power.min_w), p.power.max_w)
+        op = true_operating_point(k["unit"], {"power_limit_w": lim}, k["t"])
+        uni_profit += profit_usd_per_day(op, hp, price)
+        uni_power += op.power_w
+    true_sets = [_true_options(k["unit"], k["t"], hp, price) for k in units]
+    _, exact_profit = allocate_exact(true_sets, cap)
+    return {
+        "units": len(units),
+        "cap_kw": round(cap / 1000, 2),
+        "price_usd_per_kwh": price,
+        "ours_profit_usd_day": round(ours_profit, 3),
+        "ours_true_kw": round(ours_power / 1000, 2),
+        "ours_slept": slept,
+        "uniform_profit_usd_day": round(uni_profit, 3),
+        "uniform_true_kw": round(uni_power / 1000, 2),
+        "optimum_profit_usd_day": round(exact_profit, 3),
+        "cap_respected": ours_power <= cap,
+        "ratio_vs_uniform": round(ours_profit / uni_profit, 4) if uni_profit else None,
+        "ratio_vs_optimum": round(ours_profit / exact_profit, 4) if exact_profit else None,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+_RSS_SNIPPET = """
+import logging, resource, sys, time
+t0 = time.perf_counter()
+import structlog
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+import numpy, structlog
+import agent.optimize.budget, agent.optimize.space, agent.optimize.tariff
+import agent.optimize.objective, agent.optimize.prior, agent.optimize.optimizer
+import agent.commands.optimize
+heavy = [m for m in ("sklearn", "skopt", "scipy") if m in sys.modules]
+if {run}:
+    from agent.optimize.fleet import demo_round
+    demo_round()
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"{{rss:.1f}} {{time.perf_counter() - t0:.3f}} {{','.join(heavy) or '-'}}")
+"""
+
+
+def measure_rss() -> dict[str, Any]:
+    """Peak RSS (MB) of a fresh interpreter: optimiser modules imported vs one round run."""
+    out: dict[str, Any] = {}
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for label, run in (("without", False), ("with", True)):
+        proc = subprocess.run(
+            [sys.executable, "-c", _RSS_SNIPPET.format(run=run)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            env=env,
+        )
+        rss, secs, heavy = proc.stdout.strip().splitlines()[-1].split()
+        out[f"rss_mb_{label}_optimizer"] = float(rss)
+        out[f"seconds_{label}_optimizer"] = float(secs)
+        out[f"heavy_modules_{label}"] = heavy
+    out["rss_mb_delta"] = round(out["rss_mb_with_optimizer"] - out["rss_mb_without_optimizer"], 1)
+    return out
+
+
+def _median_map(results: list[UnitResult], method: str, budgets: tuple[int, ...]) -> dict:
+    return {
+        str(b): round(statistics.median(r.regret[method][b] for r in results), 4) for b in budgets
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a report; the last line is JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer units (under a minute)")
+    ap.add_argument("--units", type=int, default=None, help="units (default 36, quick 5)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--compare", action="store_true", help="also run prior_et, prior_only and skopt_gp"
+    )
+    ap.add_argument("--electricity", type=float, default=DEFAULT_PRICE_USD_PER_KWH)
+    ap.add_argument("--hashprice", type=float, default=DEFAULT_HASHPRICE_USD_PER_TH_DAY)
+    ap.add_argument("--no-rss", action="store_true")
+    args = ap.parse_args(argv)
+    _quiet()
+    n = args.units or (5 if args.quick else 36)
+    strategies = ["prior_gp"] + (["prior_et", "prior_only", "skopt_gp"] if args.compare else [])
+    econ = Economics(hashprice=args.hashprice, tariff=FlatTariff(args.electricity))
+    t_start = time.perf_counter()
+    results: list[UnitResult] = []
+    kept: list[dict[str, Any]] = []
+    for spec in fleet_specs(n, args.seed):
+        r, k = run_unit(spec, econ, strategies, BUDGETS)
+        results.append(r)
+        kept.append(k)
+        print(
+            f"{spec.unit_id:22s} {r.kind:11s} opt20=${r.opt_profit[20]:6.2f}/d "
+            + " ".join(
+                f"{m}={r.regret[m][20]:+.3f}" for m in (*strategies, "random", "grid", "stock")
+            )
+            + f" viol={r.violations[strategies[0]]} {r.ms_per_trial:.0f}ms/trial",
+            flush=True,
+        )
+    budget = run_budget(kept, econ.with_price(BUDGET_PRICE_USD_PER_KWH))
+    budget_default = run_budget(kept, econ)
+    gains = [
+        (r.jth_stock - r.jth_ours) / r.jth_stock
+        for r in results
+        if r.jth_ours
+        and r.jth_stock
+        and r.profit_ours is not None
+        and r.profit_stock is not None
+        and r.profit_ours >= r.profit_stock - 1e-9
+    ]
+    summary: dict[str, Any] = {
+        "benchmark": "optimizer",
+        "quick": args.quick,
+        "units": n,
+        "models": sorted({r.spec.profile_id for r in results}),
+        "budgets": list(BUDGETS),
+        "hashprice_usd_per_th_day": args.hashprice,
+        "electricity_usd_per_kwh": args.electricity,
+        "median_regret": _median_map(results, strategies[0], BUDGETS),
+        "random_median_regret": _median_map(results, "random", BUDGETS),
+        "grid_median_regret": _median_map(results, "grid", BUDGETS),
+        "stock_median_regret": _median_map(results, "stock", BUDGETS),
+        "p90_regret": {
+            str(b): round(
+                sorted(r.regret[strategies[0]][b] for r in results)[int(0.9 * (n - 1))], 4
+            )
+            for b in BUDGETS
+        },
+        "mean_abs_regret_usd_day": {
+            str(b): round(
+                statistics.fmean(
+                    r.regret[strategies[0]][b] * abs(r.opt_profit[b]) for r in results
+                ),
+                4,
+            )
+            for b in BUDGETS
+        },
+        "thermal_violations": sum(r.violations[strategies[0]] for r in results),
+        "random_thermal_violations": sum(r.violations["random"] for r in results),
+        "grid_thermal_violations": sum(r.violations["grid"] for r in results),
+        "jth_gain_vs_stock": round(statistics.median(gains), 4) if gains else None,
+        "units_profit_ge_stock": round(len(gains) / n, 3),
+        "budget_profit_ratio_vs_uniform": budget["ratio_vs_uniform"],
+        "budget_profit_ratio_vs_optimum": budget["ratio_vs_optimum"],
+        "budget": budget,
+        "budget_at_default_price": budget_default,
+        "optimizer_ms_per_trial": round(statistics.fmean(r.ms_per_trial for r in results), 1),
+    }
+    if args.compare:
+        summary["strategy_median_regret"] = {
+            s: _median_map(results, s, BUDGETS) for s in strategies
+        }
+        summary["strategy_thermal_violations"] = {
+            s: sum(r.violations[s] for r in results) for s in strategies
+        }
+    if not args.no_rss:
+        summary.update(measure_rss())
+    summary["wall_s"] = round(time.perf_counter() - t_start, 1)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
