@@ -148,7 +148,7 @@ class HardwareProfile(_Strict):
 
 def _norm(text: str) -> str:
     text = text.split(" (")[0].split("_")[0]
-    return "".join(ch for ch in text.lower() if ch.isalnum())
+    return "".join(ch for ch in text.lower() if ch.isalnum() or ch == "+")
 
 
 def load_profile(path: Path) -> HardwareProfile:
