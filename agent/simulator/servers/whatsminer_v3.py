@@ -234,7 +234,6 @@ def summary(device: SimDevice, reading: Any) -> dict[str, Any]:
         "elapsed": device.elapsed(reading),
         "bootup-time": int(reading.elapsed_s),
         "freq-avg": round(mean([float(b.freq_mhz) for b in boards])),
-        "target-freq": round(float(device.unit.settings.get("freq_mhz") or 0)),
         "factory-hash": round(float(reading.expected_hashrate_ths), 3),
         "hash-average": round(hashrate, 3),
         "hash-1min": round(float(reading.hashrate_5s_ths or 0.0), 3),
