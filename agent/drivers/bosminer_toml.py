@@ -42,11 +42,14 @@ def power_target_w(text: str, host: str = "") -> float | None:
 
 def set_power_target(text: str, watts: int, host: str = "") -> tuple[str, Schema]:
     """Return ``text`` with the power target set to ``watts`` and the schema used."""
-    schema = detect_schema(_parse(text, host))
-    if schema == "old":
-        wanted: dict[str, str] = {"enabled": "true", "psu_power_limit": str(watts)}
-    else:
-        wanted = {"enabled": "true", "mode": '"power_target"', "power_target": str(watts)}
+    data = _parse(text, host)
+    schema = detect_schema(data)
+    values: dict[str, Any] = {"enabled": True}
+    values |= {"psu_power_limit": watts} if schema == "old" else {
+        "mode": "power_target", "power_target": watts}
+    current = data.get(SECTION) or {}
+    # keys that already hold the wanted value are left untouched, quoting and all
+    wanted = {k: _literal(v) for k, v in values.items() if current.get(k) != v}
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if _HEADER.match(line)), None)
     if start is None:
@@ -77,6 +80,14 @@ def set_power_target(text: str, watts: int, host: str = "") -> tuple[str, Schema
     ):
         raise MinerResponseError(host, "bosminer.toml could not be edited safely", new_text)
     return new_text, schema
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
 
 
 def _parse(text: str, host: str) -> dict[str, Any]:

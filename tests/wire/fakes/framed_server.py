@@ -2,7 +2,7 @@
 
 Reads answer from real fixture bytes keyed by ``(cmd, param)``; ``set.*`` commands verify
 the salted token (written from protocols.md §3.5, independently of the agent) and update a
-little state. Faults: ``close_after`` replies then close, ``silent``, ``bad_length``.
+little state. Faults: ``close_after`` N replies, then close on the next request; ``silent``, ``bad_length``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ class FakeV3Server:
                     continue
                 request = json.loads(await reader.readexactly(length))
                 self.requests.append(request)
+                if self.close_after is not None and served >= self.close_after:
+                    return
                 if self.mode == "silent":
                     await asyncio.sleep(3600)
                 if self.mode == "bad_length":
@@ -114,8 +116,6 @@ class FakeV3Server:
                 writer.write(_HEADER.pack(len(body)) + body)
                 await writer.drain()
                 served += 1
-                if self.close_after is not None and served >= self.close_after:
-                    return
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass  # client went away or sent junk
         finally:
