@@ -145,8 +145,10 @@ class BraiinsDriver(MinerDriver):
         text = await ssh.read_config()
         new_text, schema = bosminer_toml.set_power_target(text, watts, self.config.host)
         await ssh.write_config(new_text)
-        if bosminer_toml.power_target_w(await ssh.read_config(), self.config.host) != watts:
-            raise ApplyVerificationError(f"{self.config.host}: bosminer.toml did not keep {watts} W")
+        if await ssh.read_config() != new_text:  # a cut-short write is never loaded
+            raise ApplyVerificationError(
+                f"{self.config.host}: bosminer.toml reads back differently; not restarting"
+            )
         await ssh.restart()
         return ApplyResult(requested=settings, accepted=True, restarted=True,
                            detail=f"power target {watts} W ({schema} schema)")

@@ -181,16 +181,18 @@ async def _first_valid(host: str, probes: dict[str, Probe], timeout_s: float) ->
         async with asyncio.timeout(timeout_s):
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                winner: DriverConfig | None = None
+                for task in done:  # retrieve every outcome, so none goes unobserved
                     err = task.exception()
                     if err is None:
-                        config = task.result()
-                        log.debug("identified", host=host, probe=tasks[task],
-                                  driver=config.driver)
-                        return config
-                    if not isinstance(err, MinerError):
+                        winner = winner or task.result()
+                    elif isinstance(err, MinerError):
+                        errors[tasks[task]] = err
+                    else:
                         raise err
-                    errors[tasks[task]] = err
+                if winner is not None:
+                    log.debug("identified", host=host, driver=winner.driver, api=winner.api)
+                    return winner
     except TimeoutError as err:
         for task in pending:
             errors[tasks[task]] = err

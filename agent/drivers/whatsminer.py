@@ -251,17 +251,19 @@ class WhatsminerDriver(MinerDriver):
     # --- V3 ------------------------------------------------------------------------------
 
     async def _read_v3(self) -> MinerSnapshot:
-        info_r, summary_r, edevs_r, pools_r = await asyncio.gather(
+        info_r, summary_r, edevs_r, pools_r, setting_r = await asyncio.gather(
             self.v3.command("get.device.info"),
             self.v3.command("get.miner.status", "summary"),
             self.v3.command("get.miner.status", "edevs"),
             self.v3.command("get.miner.status", "pools"),
+            self.v3.command("get.miner.setting"),
             return_exceptions=True,
         )
         if isinstance(summary_r, BaseException):
             raise summary_r
         r = Replies()
-        for name, res in (("info", info_r), ("edevs", edevs_r), ("pools", pools_r)):
+        for name, res in (("info", info_r), ("edevs", edevs_r), ("pools", pools_r),
+                          ("setting", setting_r)):
             if isinstance(res, MinerError):
                 r.failed[name] = res
             elif isinstance(res, BaseException):
@@ -293,7 +295,8 @@ class WhatsminerDriver(MinerDriver):
             power_w=f.get("power", lambda: parse.first(_positive(s.get("power-realtime")),
                                                        _positive(power.get("pin")))),
             power_limit_w=f.get("power_limit", lambda: _positive(s.get("power-limit"))),
-            power_mode=f.get("power_mode", lambda: _lower(s.get("power-mode"))),
+            power_mode=f.get("power_mode", lambda: _lower(parse.first(
+                s.get("power-mode"), _setting(r.optional("setting")).get("power-mode")))),
             env_temp_c=f.get("env_temp", lambda: number(s.get("environment-temperature"))),
             fans_rpm=f.get("fans", lambda: _fans(s.get("fan-speed-in"),
                                                  s.get("fan-speed-out"))) or (),
@@ -364,6 +367,11 @@ def _lower(value: Any) -> str | None:
 
 def _fans(*values: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in (number(x) for x in values) if v is not None)
+
+
+def _setting(reply: dict[str, Any] | None) -> dict[str, Any]:
+    """`get.miner.setting` msg (`power-mode`, ...), or empty when unavailable."""
+    return parse.msg(reply) if reply is not None else {}
 
 
 def _psu_power(reply: dict[str, Any] | None) -> float | None:

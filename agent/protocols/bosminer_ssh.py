@@ -1,8 +1,9 @@
 """Braiins OS configuration over SSH: read, write back and apply ``/etc/bosminer.toml``.
 
 pyasic's procedure (protocols.md §2): ``cat /etc/bosminer.toml`` to read; write the file;
-``/etc/init.d/bosminer restart`` to apply. The write goes through a temporary file and
-``mv`` so a dropped connection never leaves a half-written config on the miner.
+``/etc/init.d/bosminer restart`` to apply. The file is written with ``cat >`` fed on stdin
+(no shell quoting of TOML, unlike pyasic's ``echo '...'``); the caller reads it back and
+compares before restarting, so a write cut short is never loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from agent.transports.ssh import SshTransport
 
 CONFIG_PATH = "/etc/bosminer.toml"
 RESTART_COMMAND = "/etc/init.d/bosminer restart"
-_TMP_PATH = CONFIG_PATH + ".hashpilot"
 
 
 class BosminerSshProtocol(BaseProtocol):
@@ -29,10 +29,10 @@ class BosminerSshProtocol(BaseProtocol):
         )
 
     async def write_config(self, text: str) -> None:
-        """Replace bosminer.toml atomically with ``text`` (rewriting it twice is harmless)."""
-        command = f"cat > {_TMP_PATH} && mv {_TMP_PATH} {CONFIG_PATH}"
+        """Replace bosminer.toml with ``text`` (rewriting it twice is harmless)."""
         await self._call(
-            lambda: self.transport.run(command, stdin=text), what="write bosminer.toml"
+            lambda: self.transport.run(f"cat > {CONFIG_PATH}", stdin=text),
+            what="write bosminer.toml",
         )
 
     async def restart(self) -> None:

@@ -293,3 +293,15 @@ async def test_braiins_bounds_from_profile() -> None:
             assert knob.min is not None and knob.max is not None and knob.restarts
             with pytest.raises(UnsafeSettingsError):
                 await driver.apply(Settings(power_limit_w=knob.max + 1))
+
+
+async def test_braiins_cut_short_write_is_never_loaded(tmp_path: Path) -> None:
+    from agent.errors import ApplyVerificationError
+
+    async with FakeRpcServer(braiins_rpc.replies()) as rpc, \
+            FakeBosminerSsh(NEW_TOML, truncate_writes=True) as ssh:
+        known = ssh.write_known_hosts(tmp_path / "known_hosts")
+        async with closing(braiins_driver(rpc.port, ssh.port, known)) as driver:
+            with pytest.raises(ApplyVerificationError, match="not restarting"):
+                await driver.apply(Settings(power_limit_w=2500))
+    assert ssh.restarts == 0

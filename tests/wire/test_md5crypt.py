@@ -37,9 +37,11 @@ def test_salt_is_cut_at_eight_chars_and_at_dollar() -> None:
     assert md5_crypt("pw", "$1$abcd$junk") == md5_crypt("pw", "abcd")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
-    password=st.text(st.characters(blacklist_characters="\x00"), max_size=40),
+    # passwords are UTF-8 text: no lone surrogates; passlib also refuses NUL
+    password=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+                     max_size=40),
     salt=st.text(alphabet="./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
                  min_size=1, max_size=8),
 )

@@ -1,7 +1,8 @@
 """A Braiins OS SSH endpoint on 127.0.0.1 (asyncssh): serves and stores /etc/bosminer.toml.
 
-Understands the three commands the agent sends (`cat /etc/bosminer.toml`, `cat > tmp && mv
-tmp /etc/bosminer.toml` with stdin, `/etc/init.d/bosminer restart`); anything else exits 127.
+Understands the three commands the agent sends (`cat /etc/bosminer.toml`, `cat >
+/etc/bosminer.toml` with stdin, `/etc/init.d/bosminer restart`); anything else exits 127.
+``truncate_writes`` stores only half of what is written (a connection cut mid-write).
 Writes a known_hosts file pinning its freshly generated host key.
 """
 
@@ -63,14 +64,15 @@ power_target = 3031
 power_step = 100
 """
 
-_WRITE = re.compile(r"^cat > (\S+) && mv (\S+) (\S+)$")
+_WRITE = re.compile(r"^cat > (\S+)$")
 
 
 class FakeBosminerSsh:
     """Password-authenticated SSH server holding one bosminer.toml."""
 
     def __init__(self, toml_text: str, *, username: str = "root", password: str = "root",
-                 ) -> None:
+                 truncate_writes: bool = False) -> None:
+        self.truncate_writes = truncate_writes
         self.files = {CONFIG: toml_text}
         self.username = username
         self.password = password
@@ -135,8 +137,9 @@ class FakeBosminerSsh:
         if command == f"cat {CONFIG}":
             process.stdout.write(self.files[CONFIG])
             process.exit(0)
-        elif write and write.group(1) == write.group(2):
-            self.files[write.group(3)] = await process.stdin.read()
+        elif write:
+            text = await process.stdin.read()
+            self.files[write.group(1)] = text[: len(text) // 2] if self.truncate_writes else text
             process.exit(0)
         elif command == "/etc/init.d/bosminer restart":
             self.restarts += 1

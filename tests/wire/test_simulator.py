@@ -1,0 +1,243 @@
+"""The agent's drivers against the independently written simulator (agent/simulator), ports mode
+on 127.0.0.1, frozen clock advanced by hand: reads of every model, every control round-trip.
+
+The simulator's server-side crypto (btminer V2 token/AES, V3 salted token, digest auth, SSH
+host keys) was written separately from the agent's client code, so these tests are the
+cross-check the fixture fakes cannot be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.credentials import Credentials, load_credentials
+from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
+from agent.drivers.factory import identify, make_driver
+from agent.errors import MinerAuthError
+from agent.profiles import load_profiles
+from agent.simulator.clock import SimClock
+from agent.simulator.farm import Farm
+from agent.snapshot import Settings
+from tests.wire.conftest import FAST, QUICK_RETRY
+
+#: Every shipped hardware profile once on its default firmware, plus the other firmwares.
+EVERY_MODEL = {pid: 1 for pid in sorted(load_profiles())} | {
+    "s19jpro/braiins": 1, "s19xp/braiins": 1, "m60s/whatsminer_v3": 1, "m50/whatsminer_v3": 1,
+}
+#: Simulated seconds that cover any restart or ramp (Whatsminer power-limit restart, BOS).
+SETTLE_S = 900.0
+
+
+class SimFarm:
+    """A started farm plus what the agent needs to reach each unit (from its inventory)."""
+
+    def __init__(self, farm: Farm, inventory: dict[str, Any]) -> None:
+        self.farm = farm
+        self.secrets = Path(inventory["secrets_dir"])
+        self.entries = {m["id"]: m for m in inventory["miners"]}
+
+    def config(self, unit_id: str) -> DriverConfig:
+        m = self.entries[unit_id]
+        return DriverConfig(host=m["host"], driver=m["driver"], ports=dict(m["ports"]),
+                            api=m.get("api"), model=m.get("model"),
+                            credentials=m["credentials"], miner_id=unit_id)
+
+    def credentials(self, unit_id: str) -> Credentials:
+        m = self.entries[unit_id]
+        return load_credentials(m["credentials"], self.secrets, m["driver"])
+
+    def driver(self, unit_id: str, credentials: Credentials | None = None) -> MinerDriver:
+        m = self.entries[unit_id]
+        known = Path(m["known_hosts"]) if "known_hosts" in m else None
+        return make_driver(self.config(unit_id), credentials or self.credentials(unit_id), known,
+                           timeouts=FAST, retry=QUICK_RETRY)
+
+    async def settle(self, unit_id: str) -> None:
+        """Advance simulated time past restarts and wait for the unit's API to listen again."""
+        device = self.farm.device(unit_id)
+        self.farm.clock.advance(SETTLE_S)
+        device.changed()
+        async with asyncio.timeout(3.0):
+            while not all(lst.is_open for lst in device.listeners.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: start a farm in ports mode on a frozen clock; stopped after the test."""
+    farms: list[Farm] = []
+
+    async def start(mix: dict[str, int], **kw: Any) -> SimFarm:
+        farm = Farm(mix, seed=7, ports_mode=True, clock=SimClock(speed=0),
+                    state_dir=tmp_path / f"sim{len(farms)}", **kw)
+        farms.append(farm)
+        await farm.start()
+        inventory = farm.write_inventory(tmp_path / f"inventory{len(farms)}.toml")
+        return SimFarm(farm, tomllib.loads(inventory.read_text()))
+
+    yield start
+    for farm in farms:
+        await farm.stop()
+
+
+async def test_reads_and_identify_every_model(sim) -> None:
+    s = await sim(EVERY_MODEL)
+    assert len(s.entries) == len(EVERY_MODEL)
+    for unit_id, entry in s.entries.items():
+        device = s.farm.device(unit_id)
+        truth = device.reading()
+        driver = s.driver(unit_id)
+        try:
+            snap = await driver.read()
+        finally:
+            await driver.close()
+        profile = device.profile
+        expected_make = "braiins" if device.firmware == "braiins" else profile.make
+        assert (snap.make, snap.model) == (expected_make, device.model), unit_id
+        assert snap.firmware, unit_id
+        assert snap.hashrate_ths == pytest.approx(truth.hashrate_5s_ths, rel=0.02), unit_id
+        assert snap.hashrate_avg_ths == pytest.approx(truth.hashrate_avg_ths, rel=0.02), unit_id
+        assert len(snap.boards) == profile.hardware.boards, unit_id
+        assert all(b.chips == b.expected_chips == profile.hardware.chips_per_board
+                   for b in snap.boards), unit_id
+        assert len(snap.fans_rpm) == len(truth.fans_rpm), unit_id
+        assert snap.is_mining is True and snap.uptime_s and snap.uptime_s > 0, unit_id
+        assert len(snap.pools) == 3, unit_id
+        if device.firmware == "antminer":
+            assert snap.power_w is None  # stock firmware does not report power
+            assert snap.power_mode == "normal"
+        else:
+            assert snap.power_w is not None and snap.power_w > 0, unit_id
+            assert snap.power_limit_w is not None, unit_id
+        config = await identify(entry["host"], dict(entry["ports"]))
+        assert config.driver == entry["driver"], unit_id
+        assert config.api == entry.get("api"), unit_id
+
+
+async def test_whatsminer_v2_controls(sim) -> None:
+    s = await sim({"m60s/whatsminer_v2": 1})
+    unit_id = "m60s-0001"
+    unit = s.farm.device(unit_id).unit
+    driver = s.driver(unit_id)
+    try:
+        result = await driver.apply(Settings(power_limit_w=3000))
+        assert result.restarted
+        await s.settle(unit_id)
+        assert (await driver.read()).power_limit_w == 3000
+        await driver.apply(Settings(power_percent=80))
+        assert unit.settings["power_percent"] == 80
+        for mode in ("low", "high", "normal"):
+            await driver.apply(Settings(power_mode=mode))
+            assert (await driver.read()).power_mode == mode
+        await driver.apply(Settings(mining=False))
+        await asyncio.sleep(0.05)  # power_off acts just after its reply (respbefore)
+        assert unit.settings["mining"] is False
+        assert (await driver.read()).is_mining is False
+        await driver.apply(Settings(mining=True))
+        await s.settle(unit_id)
+        assert (await driver.read()).is_mining is True
+        await driver.set_pools([PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")])
+        assert [p.url for p in (await driver.read()).pools] == ["stratum+tcp://sim.example:3333"]
+    finally:
+        await driver.close()
+
+
+async def test_whatsminer_v2_wrong_password_is_auth_error(sim) -> None:
+    s = await sim({"m30s/whatsminer_v2": 1})
+    driver = s.driver("m30s-0001", Credentials("admin", "wrongpw1"))
+    try:
+        with pytest.raises(MinerAuthError):
+            await driver.apply(Settings(power_percent=90))
+    finally:
+        await driver.close()
+
+
+async def test_whatsminer_v3_controls(sim) -> None:
+    s = await sim({"m60s/whatsminer_v3": 1})
+    unit_id = "m60s-0001"
+    unit = s.farm.device(unit_id).unit
+    driver = s.driver(unit_id)
+    try:
+        assert (await driver.apply(Settings(power_limit_w=3100))).restarted
+        await s.settle(unit_id)
+        assert (await driver.read()).power_limit_w == 3100
+        await driver.apply(Settings(power_percent=85))
+        assert unit.settings["power_percent"] == 85
+        for mode in ("low", "high", "normal"):
+            await driver.apply(Settings(power_mode=mode))
+            assert (await driver.read()).power_mode == mode
+        await driver.apply(Settings(mining=False))
+        await s.settle(unit_id)
+        assert (await driver.read()).is_mining is False
+        await driver.apply(Settings(mining=True))
+        await s.settle(unit_id)
+        assert (await driver.read()).is_mining is True
+        await driver.set_pools([PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")])
+        assert [p.url for p in (await driver.read()).pools] == ["stratum+tcp://sim.example:3333"]
+    finally:
+        await driver.close()
+
+
+async def test_whatsminer_v3_wrong_password_is_auth_error(sim) -> None:
+    s = await sim({"m50/whatsminer_v3": 1})
+    driver = s.driver("m50-0001", Credentials("super", "wrongpw1"))
+    try:
+        with pytest.raises(MinerAuthError):
+            await driver.apply(Settings(power_mode="low"))
+    finally:
+        await driver.close()
+
+
+async def test_antminer_modes_via_web(sim) -> None:
+    s = await sim({"s19jpro": 1})
+    unit_id = "s19jpro-0001"
+    driver = s.driver(unit_id)
+    try:
+        for mode, mining in (("sleep", False), ("low", True), ("normal", True)):
+            result = await driver.apply(Settings(power_mode=mode))
+            assert result.accepted and result.restarted
+            await s.settle(unit_id)
+            snap = await driver.read()
+            assert (snap.power_mode, snap.is_mining) == (mode, mining)
+        pools = [PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")]
+        await driver.set_pools(pools)
+        assert (await driver.read()).pools[0].url == "stratum+tcp://sim.example:3333"
+    finally:
+        await driver.close()
+
+
+async def test_antminer_wrong_web_password(sim) -> None:
+    s = await sim({"s19pro": 1})
+    driver = s.driver("s19pro-0001", Credentials("root", "not-root"))
+    try:
+        with pytest.raises(MinerAuthError):
+            await driver.apply(Settings(power_mode="sleep"))
+    finally:
+        await driver.close()
+
+
+@pytest.mark.parametrize(("old_fraction", "key"), [(0.0, "power_target"),
+                                                   (1.0, "psu_power_limit")])
+async def test_braiins_power_target_over_ssh(sim, old_fraction: float, key: str) -> None:
+    s = await sim({"s19xp/braiins": 1}, bos_old_schema_fraction=old_fraction)
+    unit_id = "s19xp-0001"
+    assert "known_hosts" in s.entries[unit_id]  # the host key is pinned, never skipped
+    driver = s.driver(unit_id)
+    try:
+        result = await driver.apply(Settings(power_limit_w=2600))
+        assert result.restarted
+        await s.settle(unit_id)
+        snap = await driver.read()
+    finally:
+        await driver.close()
+    assert snap.power_limit_w == 2600
+    from agent.simulator.servers import braiins
+
+    text = braiins.state(s.farm.device(unit_id))["text"]
+    assert tomllib.loads(text)["autotuning"][key] == 2600
