@@ -18,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="HOST[:PORT]", help="miner address; PORT = API port")
     parser.add_argument("--driver", choices=DRIVERS, help="skip identification")
     parser.add_argument("--web-port", type=int, help="web UI port (Antminer CGI)")
-    parser.add_argument("--credentials", default="default",
-                        help="credential name in $CREDENTIALS_DIRECTORY (default: factory)")
+    parser.add_argument(
+        "--credentials",
+        default="default",
+        help="credential name in $CREDENTIALS_DIRECTORY (default: factory)",
+    )
     parser.add_argument("--json", action="store_true", help="print MinerSnapshot.to_dict() JSON")
 
 
@@ -87,28 +90,30 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
 
 
 def format_summary(snap: dict[str, Any]) -> str:
-    """A short human-readable report of one snapshot dict."""
+    """Render one snapshot dict as a short human-readable report."""
+    s = snap
     lines = [
-        f"{snap['miner_id']}  {snap['make']} {snap['model'] or '?'}  firmware {snap['firmware'] or '?'}",
-        f"  hashrate   {_fmt(snap['hashrate_ths'], ' TH/s', 2)} (avg "
-        f"{_fmt(snap['hashrate_avg_ths'], ' TH/s', 2)}, expected "
-        f"{_fmt(snap['expected_hashrate_ths'], ' TH/s', 2)})",
-        f"  power      {_fmt(snap['power_w'], ' W', 0)} (limit {_fmt(snap['power_limit_w'], ' W', 0)},"
-        f" mode {_fmt(snap['power_mode'])})",
-        f"  mining     {_fmt(snap['is_mining'])}  uptime {_fmt(snap['uptime_s'], ' s')}"
-        f"  env {_fmt(snap['env_temp_c'], ' °C')}",
-        f"  fans       {', '.join(str(f) for f in snap['fans_rpm']) or '-'} rpm",
-        f"  shares     accepted {_fmt(snap['accepted'])} rejected {_fmt(snap['rejected'])}"
-        f" hw errors {_fmt(snap['hw_errors'])}",
+        f"{s['miner_id']}  {s['make']} {s['model'] or '?'}  firmware {s['firmware'] or '?'}",
+        f"  hashrate   {_fmt(s['hashrate_ths'], ' TH/s', 2)}"
+        f" (avg {_fmt(s['hashrate_avg_ths'], ' TH/s', 2)},"
+        f" expected {_fmt(s['expected_hashrate_ths'], ' TH/s', 2)})",
+        f"  power      {_fmt(s['power_w'], ' W', 0)}"
+        f" (limit {_fmt(s['power_limit_w'], ' W', 0)}, mode {_fmt(s['power_mode'])})",
+        f"  mining     {_fmt(s['is_mining'])}  uptime {_fmt(s['uptime_s'], ' s')}"
+        f"  env {_fmt(s['env_temp_c'], ' °C')}",
+        f"  fans       {', '.join(str(f) for f in s['fans_rpm']) or '-'} rpm",
+        f"  shares     accepted {_fmt(s['accepted'])} rejected {_fmt(s['rejected'])}"
+        f" hw errors {_fmt(s['hw_errors'])}",
     ]
-    for b in snap["boards"]:
+    for b in s["boards"]:
         lines.append(
-            f"  board {b['slot']}    {_fmt(b['hashrate_ths'], ' TH/s', 2)}  chips "
-            f"{_fmt(b['chips'])}/{_fmt(b['expected_chips'])}  board {_fmt(b['board_temp_c'], ' °C')}"
-            f"  chip {_fmt(b['chip_temp_c'], ' °C')}  {_fmt(b['freq_mhz'], ' MHz', 0)}"
+            f"  board {b['slot']}    {_fmt(b['hashrate_ths'], ' TH/s', 2)}"
+            f"  chips {_fmt(b['chips'])}/{_fmt(b['expected_chips'])}"
+            f"  board {_fmt(b['board_temp_c'], ' °C')}  chip {_fmt(b['chip_temp_c'], ' °C')}"
+            f"  {_fmt(b['freq_mhz'], ' MHz', 0)}"
         )
-    for p in snap["pools"]:
+    for p in s["pools"]:
         lines.append(f"  pool       {p['url']} ({p['user']}) {_fmt(p['status'])}")
-    if snap["error_codes"]:
-        lines.append(f"  errors     {', '.join(snap['error_codes'])}")
+    if s["error_codes"]:
+        lines.append(f"  errors     {', '.join(s['error_codes'])}")
     return "\n".join(lines) + "\n"

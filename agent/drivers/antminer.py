@@ -66,8 +66,9 @@ class AntminerDriver(MinerDriver):
             TcpJsonTransport(host, config.ports.get("rpc", RPC_PORT), timeouts=timeouts), retry
         )
         self.web = AntminerWebProtocol(
-            HttpTransport(host, config.ports.get("web", WEB_PORT), credentials=credentials,
-                          timeouts=timeouts),
+            HttpTransport(
+                host, config.ports.get("web", WEB_PORT), credentials=credentials, timeouts=timeouts
+            ),
             retry,
         )
         self._model = config.model
@@ -81,8 +82,15 @@ class AntminerDriver(MinerDriver):
         # set_miner_conf may restart bmminer (protocols.md §1.4), so treat a mode change as one.
         knobs = [Knob("power_mode", "discrete", choices=modes, restarts=True, restart_s=restart_s)]
         if "sleep" in modes:
-            knobs.append(Knob("mining", "discrete", choices=("true", "false"), restarts=True,
-                              restart_s=restart_s))
+            knobs.append(
+                Knob(
+                    "mining",
+                    "discrete",
+                    choices=("true", "false"),
+                    restarts=True,
+                    restart_s=restart_s,
+                )
+            )
         return Capabilities(reports_power=False, knobs=tuple(knobs))
 
     async def read(self) -> MinerSnapshot:
@@ -124,8 +132,12 @@ class AntminerDriver(MinerDriver):
         got = [(p.get("url"), p.get("user")) for p in after.get("pools", [])][: len(wanted)]
         if got != [(p.url, p.user) for p in pools]:
             raise ApplyVerificationError(f"{self.config.host}: pools read back as {got}")
-        return ApplyResult(requested=Settings(), accepted=True, restarted=True,
-                           extra={"pools": [p.url for p in pools]})
+        return ApplyResult(
+            requested=Settings(),
+            accepted=True,
+            restarted=True,
+            extra={"pools": [p.url for p in pools]},
+        )
 
     async def close(self) -> None:
         """Close the pooled web client."""
@@ -176,18 +188,25 @@ class AntminerDriver(MinerDriver):
         ws = f.get("web.summary", lambda: parse.section(w_summary, "SUMMARY")) or {}
         data = f.get("stats", lambda: parse.stats_data(stats or {})) if stats else None
 
-        hashrate = f.get("hashrate", lambda: parse.first(
-            parse.summary_rate_ths(s, "5s"),
-            _web_rate(ws, "rate_5s"),
-        ))
-        boards = f.get("boards", lambda: parse.rpc_boards(data, expected_chips, f)) if data else None
+        hashrate = f.get(
+            "hashrate",
+            lambda: parse.first(
+                parse.summary_rate_ths(s, "5s"),
+                _web_rate(ws, "rate_5s"),
+            ),
+        )
+        boards = (
+            f.get("boards", lambda: parse.rpc_boards(data, expected_chips, f)) if data else None
+        )
         if not boards and w_stats is not None:
             boards = f.get("boards.web", lambda: parse.web_boards(w_stats, expected_chips))
         fans = f.get("fans", lambda: parse.rpc_fans(data)) if data else None
         if not fans and w_stats is not None:
             fans = f.get("fans.web", lambda: parse.web_fans(w_stats))
         mode = f.get("power_mode", lambda: parse.work_mode(conf)) if conf is not None else None
-        errors = f.get("error_codes", lambda: parse.web_error_codes(w_summary)) if w_summary else None
+        errors = (
+            f.get("error_codes", lambda: parse.web_error_codes(w_summary)) if w_summary else None
+        )
         mining: bool | None = None
         if mode == "sleep":
             mining = False
@@ -201,19 +220,24 @@ class AntminerDriver(MinerDriver):
             model=self._model,
             firmware=f.get("firmware", lambda: _firmware(version, sysinfo)),
             hashrate_ths=hashrate,
-            hashrate_avg_ths=f.get("hashrate_avg", lambda: parse.first(
-                parse.summary_rate_ths(s, "av"), _web_rate(ws, "rate_avg"))),
+            hashrate_avg_ths=f.get(
+                "hashrate_avg",
+                lambda: parse.first(parse.summary_rate_ths(s, "av"), _web_rate(ws, "rate_avg")),
+            ),
             expected_hashrate_ths=f.get("expected_hashrate", lambda: _expected(data, ws, profile)),
             power_w=None,
             power_limit_w=None,
             power_mode=mode,
             env_temp_c=None,
             fans_rpm=fans or (),
-            uptime_s=f.get("uptime", lambda: integer(parse.first(s.get("Elapsed"),
-                                                                  ws.get("elapsed")))),
+            uptime_s=f.get(
+                "uptime", lambda: integer(parse.first(s.get("Elapsed"), ws.get("elapsed")))
+            ),
             is_mining=mining,
-            hw_errors=f.get("hw_errors", lambda: integer(parse.first(
-                s.get("Hardware Errors"), ws.get("hw_all")))),
+            hw_errors=f.get(
+                "hw_errors",
+                lambda: integer(parse.first(s.get("Hardware Errors"), ws.get("hw_all"))),
+            ),
             accepted=f.get("accepted", lambda: integer(s.get("Accepted"))),
             rejected=f.get("rejected", lambda: integer(s.get("Rejected"))),
             error_codes=errors or (),
@@ -228,7 +252,7 @@ def _web_rate(ws: dict[str, Any], key: str) -> float | None:
 
 
 def _firmware(version: dict[str, Any] | None, sysinfo: dict[str, Any] | None) -> str | None:
-    """bmminer build time (pyasic's firmware version for stock), else the web build string."""
+    """Bmminer build time (pyasic's firmware version for stock), else the web build string."""
     compile_time = None
     if version is not None:
         compile_time = parse.section(version, "VERSION").get("CompileTime")

@@ -31,7 +31,7 @@ def unit_factor(unit: Any, default: str = "GH") -> float:
 
 
 def first(*values: Any) -> Any:
-    """The first value that is not ``None`` (and not an empty string)."""
+    """Return the first value that is neither ``None`` nor an empty string."""
     return next((v for v in values if v is not None and v != ""), None)
 
 
@@ -49,7 +49,7 @@ def section(reply: dict[str, Any] | None, key: str, index: int = 0) -> dict[str,
 
 
 def stats_data(stats: dict[str, Any]) -> dict[str, Any]:
-    """The `stats` element holding chain/fan keys (element 1 of the classic two)."""
+    """Return the `stats` element holding chain/fan keys (element 1 of the classic two)."""
     for item in stats["STATS"]:
         if isinstance(item, dict) and any(k.startswith("chain_acn") for k in item):
             return item
@@ -79,42 +79,47 @@ def _positive(value: Any) -> float | None:
     return num if num else None
 
 
-def rpc_boards(data: dict[str, Any], expected_chips: int | None,
-               f: Fields | None = None) -> tuple[BoardReading, ...]:
+def rpc_boards(
+    data: dict[str, Any], expected_chips: int | None, f: Fields | None = None
+) -> tuple[BoardReading, ...]:
     """Hashboards from classic `stats` chain keys; absent chains (no chips, no rate) skipped.
 
     Each reading is parsed on its own: a garbled value makes that reading ``None`` only.
     """
     f = f or Fields("")
     factor = unit_factor(data.get("rate_unit"))
-    boards = []
-    for n in range(1, MAX_CHAIN_INDEX + 1):
-        if f"chain_acn{n}" not in data:
-            continue
-        chips = f.get(f"chain{n}.chips", lambda n=n: integer(data.get(f"chain_acn{n}")))
-        rate = f.get(f"chain{n}.rate", lambda n=n: number(data.get(f"chain_rate{n}")))
-        if not chips and rate is None:
-            continue
-        boards.append(
-            BoardReading(
-                slot=n - 1,
-                hashrate_ths=rate * factor if rate is not None else None,
-                board_temp_c=f.get(f"chain{n}.board_temp", lambda n=n: first(
-                    _dash_max(data.get(f"temp_pcb{n}")), _positive(data.get(f"temp{n}")))),
-                chip_temp_c=f.get(f"chain{n}.chip_temp", lambda n=n: first(
-                    _dash_max(data.get(f"temp_chip{n}")), _positive(data.get(f"temp2_{n}")))),
-                chips=chips,
-                expected_chips=expected_chips,
-                freq_mhz=f.get(f"chain{n}.freq", lambda n=n: _positive(data.get(f"freq{n}"))),
-            )
-        )
-    return tuple(boards)
+    boards = (_rpc_chain(data, n, factor, expected_chips, f) for n in range(1, MAX_CHAIN_INDEX + 1))
+    return tuple(b for b in boards if b is not None)
+
+
+def _rpc_chain(
+    data: dict[str, Any], n: int, factor: float, expected_chips: int | None, f: Fields
+) -> BoardReading | None:
+    """One chain's board, or ``None`` when the slot is absent (no chips and no rate)."""
+    if f"chain_acn{n}" not in data:
+        return None
+    chips = f.get(f"chain{n}.chips", lambda: integer(data.get(f"chain_acn{n}")))
+    rate = f.get(f"chain{n}.rate", lambda: number(data.get(f"chain_rate{n}")))
+    if not chips and rate is None:
+        return None
+    pcb, temp = data.get(f"temp_pcb{n}"), data.get(f"temp{n}")
+    chip, temp2 = data.get(f"temp_chip{n}"), data.get(f"temp2_{n}")
+    return BoardReading(
+        slot=n - 1,
+        hashrate_ths=rate * factor if rate is not None else None,
+        board_temp_c=f.get(f"chain{n}.board_temp", lambda: first(_dash_max(pcb), _positive(temp))),
+        chip_temp_c=f.get(f"chain{n}.chip_temp", lambda: first(_dash_max(chip), _positive(temp2))),
+        chips=chips,
+        expected_chips=expected_chips,
+        freq_mhz=f.get(f"chain{n}.freq", lambda: _positive(data.get(f"freq{n}"))),
+    )
 
 
 def rpc_fans(data: dict[str, Any]) -> tuple[int, ...]:
     """Fan RPMs from `fan1..8`, taking `fan_num` slots from the first populated one."""
-    slots = [(i, integer(data.get(f"fan{i}"))) for i in range(1, MAX_FAN_INDEX + 1)
-             if f"fan{i}" in data]
+    slots = [
+        (i, integer(data.get(f"fan{i}"))) for i in range(1, MAX_FAN_INDEX + 1) if f"fan{i}" in data
+    ]
     count = integer(data.get("fan_num"))
     if count is None:
         return tuple(v for _, v in slots if v)
@@ -182,9 +187,10 @@ def work_mode(conf: dict[str, Any]) -> str | None:
     return WORK_MODE_BY_VALUE[str(int(value))]
 
 
-def set_conf_body(conf: dict[str, Any], mode: str | None = None,
-                  pools: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """A `set_miner_conf` body that changes only ``mode``/``pools``, keeping the rest as read.
+def set_conf_body(
+    conf: dict[str, Any], mode: str | None = None, pools: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """Build a `set_miner_conf` body changing only ``mode``/``pools``, the rest as read.
 
     The key set is pyasic's ``as_am_modern`` (the known-accepted write form): fan control,
     `freq-level`, `miner-mode` and the pool list.
@@ -193,8 +199,11 @@ def set_conf_body(conf: dict[str, Any], mode: str | None = None,
     mode_value = WORK_MODE_VALUES[mode] if mode is not None else int(current or 0)
     if pools is None:
         pools = [
-            {"url": str(p.get("url", "")), "user": str(p.get("user", "")),
-             "pass": str(p.get("pass", ""))}
+            {
+                "url": str(p.get("url", "")),
+                "user": str(p.get("user", "")),
+                "pass": str(p.get("pass", "")),
+            }
             for p in conf.get("pools", [])
         ]
     return {

@@ -34,7 +34,7 @@ def detect_schema(data: dict[str, Any]) -> Schema:
 
 
 def power_target_w(text: str, host: str = "") -> float | None:
-    """The configured power target (either schema), or ``None`` if autotuning has none."""
+    """Return the configured power target (either schema), or ``None`` if none is set."""
     tuning = _parse(text, host).get(SECTION) or {}
     value = tuning.get("psu_power_limit", tuning.get("power_target"))
     return float(value) if isinstance(value, int | float) else None
@@ -45,8 +45,11 @@ def set_power_target(text: str, watts: int, host: str = "") -> tuple[str, Schema
     data = _parse(text, host)
     schema = detect_schema(data)
     values: dict[str, Any] = {"enabled": True}
-    values |= {"psu_power_limit": watts} if schema == "old" else {
-        "mode": "power_target", "power_target": watts}
+    values |= (
+        {"psu_power_limit": watts}
+        if schema == "old"
+        else {"mode": "power_target", "power_target": watts}
+    )
     current = data.get(SECTION) or {}
     # keys that already hold the wanted value are left untouched, quoting and all
     wanted = {k: _literal(v) for k, v in values.items() if current.get(k) != v}
@@ -55,8 +58,9 @@ def set_power_target(text: str, watts: int, host: str = "") -> tuple[str, Schema
     if start is None:
         lines += ["", f"[{SECTION}]"] + [f"{k} = {v}" for k, v in wanted.items()]
     else:
-        end = next((i for i in range(start + 1, len(lines)) if _ANY_HEADER.match(lines[i])),
-                   len(lines))
+        end = next(
+            (i for i in range(start + 1, len(lines)) if _ANY_HEADER.match(lines[i])), len(lines)
+        )
         insert_at = start + 1
         for i in range(start + 1, end):
             if lines[i].strip() and not lines[i].lstrip().startswith("#"):
@@ -75,8 +79,10 @@ def set_power_target(text: str, watts: int, host: str = "") -> tuple[str, Schema
     new_text = "\n".join(lines) + "\n"
     got = power_target_w(new_text, host)
     tuning = _parse(new_text, host).get(SECTION) or {}
-    if got != float(watts) or tuning.get("enabled") is not True or (
-        schema == "new" and tuning.get("mode") != "power_target"
+    if (
+        got != float(watts)
+        or tuning.get("enabled") is not True
+        or (schema == "new" and tuning.get("mode") != "power_target")
     ):
         raise MinerResponseError(host, "bosminer.toml could not be edited safely", new_text)
     return new_text, schema

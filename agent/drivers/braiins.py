@@ -150,8 +150,12 @@ class BraiinsDriver(MinerDriver):
                 f"{self.config.host}: bosminer.toml reads back differently; not restarting"
             )
         await ssh.restart()
-        return ApplyResult(requested=settings, accepted=True, restarted=True,
-                           detail=f"power target {watts} W ({schema} schema)")
+        return ApplyResult(
+            requested=settings,
+            accepted=True,
+            restarted=True,
+            detail=f"power target {watts} W ({schema} schema)",
+        )
 
     async def close(self) -> None:
         """Close the SSH session if one was opened."""
@@ -167,8 +171,10 @@ class BraiinsDriver(MinerDriver):
                     "SSH host key"
                 )
             transport = SshTransport(
-                self.config.host, self.config.ports.get("ssh", SSH_PORT),
-                credentials=self._credentials, known_hosts=self._known_hosts,
+                self.config.host,
+                self.config.ports.get("ssh", SSH_PORT),
+                credentials=self._credentials,
+                known_hosts=self._known_hosts,
                 timeouts=self._timeouts,
             )
             self._ssh = BosminerSshProtocol(transport, self._retry)
@@ -217,15 +223,17 @@ def _boards(ok: dict[str, dict[str, Any]], profile: Any) -> tuple[BoardReading, 
         chain = int(d["ID"])
         t, dd = temps.get(chain, {}), details.get(chain, {})
         rate = _mhs(d.get("MHS 1m"), d.get("MHS 5s"))
-        boards.append(BoardReading(
-            slot=chain - offset,
-            hashrate_ths=rate,
-            board_temp_c=number(t.get("Board")),
-            chip_temp_c=number(t.get("Chip")),
-            chips=integer(dd.get("Chips")),
-            expected_chips=profile.hardware.chips_per_board if profile else None,
-            freq_mhz=number(dd.get("Frequency")) or None,
-        ))
+        boards.append(
+            BoardReading(
+                slot=chain - offset,
+                hashrate_ths=rate,
+                board_temp_c=number(t.get("Board")),
+                chip_temp_c=number(t.get("Chip")),
+                chips=integer(dd.get("Chips")),
+                expected_chips=profile.hardware.chips_per_board if profile else None,
+                freq_mhz=number(dd.get("Frequency")) or None,
+            )
+        )
     return tuple(boards)
 
 
@@ -233,7 +241,12 @@ def _pools(pools: dict[str, Any] | None) -> tuple[PoolReading, ...]:
     if pools is None:
         return ()
     return tuple(
-        PoolReading(url=str(p["URL"]), user=str(p.get("User", "")), status=p.get("Status"),
-                    accepted=integer(p.get("Accepted")), rejected=integer(p.get("Rejected")))
+        PoolReading(
+            url=str(p["URL"]),
+            user=str(p.get("User", "")),
+            status=p.get("Status"),
+            accepted=integer(p.get("Accepted")),
+            rejected=integer(p.get("Rejected")),
+        )
         for p in pools["POOLS"]
     )

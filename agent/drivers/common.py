@@ -45,20 +45,23 @@ class Fields:
 
 
 def profile_for(model: str | None, make: str) -> HardwareProfile | None:
-    """The hardware profile for a firmware-reported model string, if one is shipped."""
+    """Return the hardware profile for a firmware-reported model string, if shipped."""
     return find_profile(model, make)
 
 
 def firmware_knobs(profile: HardwareProfile | None, driver: str) -> FirmwareKnobs | None:
-    """The profile's knob table for one driver family, if the profile has one."""
+    """Return the profile's knob table for one driver family, if it has one."""
     if profile is None:
         return None
     return next((fk for fk in profile.firmware.values() if fk.driver == driver), None)
 
 
-def power_limit_knob(profile: HardwareProfile | None, fk: FirmwareKnobs | None, restarts: bool,
-                     ) -> Knob:
-    """A continuous power-limit knob bounded by the profile's safe envelope when known."""
+def power_limit_knob(
+    profile: HardwareProfile | None,
+    fk: FirmwareKnobs | None,
+    restarts: bool,
+) -> Knob:
+    """Build a power-limit knob bounded by the profile's safe envelope when known."""
     return Knob(
         name="power_limit_w",
         kind="continuous",
@@ -81,7 +84,9 @@ def check_settings(host: str, caps: Capabilities, settings: Settings) -> None:
             if knob.choices and text not in knob.choices:
                 raise UnsafeSettingsError(f"{host}: {name}={value!r} not in {knob.choices}")
             continue
-        if knob.min is not None and value < knob.min or knob.max is not None and value > knob.max:
+        if (knob.min is not None and value < knob.min) or (
+            knob.max is not None and value > knob.max
+        ):
             raise UnsafeSettingsError(
                 f"{host}: {name}={value} outside the safe range [{knob.min}, {knob.max}]"
             )

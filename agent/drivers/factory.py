@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ DRIVERS: dict[str, Callable[..., MinerDriver]] = {
     "braiins": BraiinsDriver,
 }
 
-Probe = Callable[[], Awaitable[DriverConfig]]
+Probe = Callable[[], Coroutine[Any, Any, DriverConfig]]
 #: Which port overrides each identified kind keeps in its ``DriverConfig``.
 PORT_ROLES = {
     "antminer": ("rpc", "web"),
@@ -115,8 +115,7 @@ async def identify(
             return cfg("braiins", firmware=_version_field(reply, "BOSminer"))
         if "bmminer" in text or "antminer" in text:
             model = _version_field(reply, "Type")
-            return cfg("antminer", model=model,
-                       firmware=_version_field(reply, "CompileTime"))
+            return cfg("antminer", model=model, firmware=_version_field(reply, "CompileTime"))
         raise UnsupportedMinerError(host, "cgminer `version` names no known firmware")
 
     async def btminer_version() -> DriverConfig:
@@ -135,8 +134,9 @@ async def identify(
         if reply.get("code") != 0 or not isinstance(info, dict):
             raise UnsupportedMinerError(host, "4433 answered without device info")
         miner, system = info.get("miner") or {}, info.get("system") or {}
-        return cfg("whatsminer", api="v3", model=miner.get("type"),
-                   firmware=system.get("fwversion"))
+        return cfg(
+            "whatsminer", api="v3", model=miner.get("type"), firmware=system.get("fwversion")
+        )
 
     async def web_root() -> DriverConfig:
         response = await web.status_probe("/")
@@ -173,8 +173,9 @@ def _version_field(reply: dict[str, Any], key: str) -> str | None:
 
 async def _first_valid(host: str, probes: dict[str, Probe], timeout_s: float) -> DriverConfig:
     """Run every probe; return the first success, cancel the rest, classify total failure."""
-    tasks = {asyncio.create_task(p(), name=f"identify-{name}-{host}"): name
-             for name, p in probes.items()}
+    tasks: dict[asyncio.Task[DriverConfig], str] = {
+        asyncio.create_task(p(), name=f"identify-{name}-{host}"): name for name, p in probes.items()
+    }
     errors: dict[str, BaseException] = {}
     pending = set(tasks)
     try:

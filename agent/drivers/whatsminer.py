@@ -43,11 +43,18 @@ log = structlog.get_logger(__name__)
 
 #: Modes when no hardware profile narrows them (protocols.md §3.3, §3.5).
 DEFAULT_MODES = ("low", "normal", "high", "sleep")
-V2_READS = ("summary", "devs", "pools", "devdetails", "get_version", "status", "get_error_code",
-            "get_psu")
+V2_READS = (
+    "summary",
+    "devs",
+    "pools",
+    "devdetails",
+    "get_version",
+    "status",
+    "get_error_code",
+    "get_psu",
+)
 #: V2 mode commands (protocols.md §3.3).
-V2_MODE_COMMANDS = {"low": "set_low_power", "normal": "set_normal_power",
-                    "high": "set_high_power"}
+V2_MODE_COMMANDS = {"low": "set_low_power", "normal": "set_normal_power", "high": "set_high_power"}
 #: API version from which `set_power_pct_v2` exists (protocols.md §3.3).
 V2_PCT_V2_FROM = (2, 0, 5)
 #: V3 `power_percent` mode: "normal" ramps over minutes, "fast" in ~1 s (§3.5); the gentle
@@ -74,13 +81,17 @@ class WhatsminerDriver(MinerDriver):
         extra = {} if token_lifetime_s is None else {"token_lifetime_s": token_lifetime_s}
         self.v2 = BtminerV2Protocol(
             TcpJsonTransport(host, config.ports.get("rpc", RPC_PORT), timeouts=timeouts),
-            credentials.password, retry, **extra,
+            credentials.password,
+            retry,
+            **extra,
         )
         # `admin` is deprecated on V3; its write account is `super` (protocols.md §3.5).
         account = credentials.username if credentials.username != "admin" else DEFAULT_ACCOUNT
         self.v3 = BtminerV3Protocol(
             TcpFramedTransport(host, config.ports.get("v3", V3_PORT), timeouts=timeouts),
-            credentials.password, account, retry,
+            credentials.password,
+            account,
+            retry,
         )
         self.api = config.api
         self._model = config.model
@@ -95,13 +106,24 @@ class WhatsminerDriver(MinerDriver):
         restart_s = fk.restart_s if fk else 0.0
         knobs = [power_limit_knob(profile, fk, restarts=True)]
         if fk is None or fk.power_percent:
-            knobs.append(Knob("power_percent", "continuous", POWER_PERCENT_MIN, POWER_PERCENT_MAX,
-                              POWER_PERCENT_STEP))
+            knobs.append(
+                Knob(
+                    "power_percent",
+                    "continuous",
+                    POWER_PERCENT_MIN,
+                    POWER_PERCENT_MAX,
+                    POWER_PERCENT_STEP,
+                )
+            )
         # Mode changes re-tune the boards; counted as a restart to stay conservative.
-        knobs.append(Knob("power_mode", "discrete", choices=modes, restarts=True,
-                          restart_s=restart_s))
-        knobs.append(Knob("mining", "discrete", choices=("true", "false"), restarts=True,
-                          restart_s=restart_s))
+        knobs.append(
+            Knob("power_mode", "discrete", choices=modes, restarts=True, restart_s=restart_s)
+        )
+        knobs.append(
+            Knob(
+                "mining", "discrete", choices=("true", "false"), restarts=True, restart_s=restart_s
+            )
+        )
         return Capabilities(reports_power=True, knobs=tuple(knobs))
 
     async def read(self) -> MinerSnapshot:
@@ -127,8 +149,9 @@ class WhatsminerDriver(MinerDriver):
             for i, p in enumerate(pools, start=1):
                 params.update({f"pool{i}": p.url, f"worker{i}": p.user, f"passwd{i}": p.password})
             await self.v2.write("update_pools", **params)
-        return ApplyResult(requested=Settings(), accepted=True,
-                           extra={"pools": [p.url for p in pools]})
+        return ApplyResult(
+            requested=Settings(), accepted=True, extra={"pools": [p.url for p in pools]}
+        )
 
     async def close(self) -> None:
         """Close the V3 connection and its heartbeat."""
@@ -173,8 +196,11 @@ class WhatsminerDriver(MinerDriver):
         f = Fields(self.config.host)
         summary = f.get("summary", lambda: r.ok["summary"]["SUMMARY"][0]) or {}
         status = r.ok.get("status")
-        model = f.get("model", lambda: r.ok["devdetails"]["DEVDETAILS"][0]["Model"]) if (
-            "devdetails" in r.ok) else None
+        model = (
+            f.get("model", lambda: r.ok["devdetails"]["DEVDETAILS"][0]["Model"])
+            if ("devdetails" in r.ok)
+            else None
+        )
         if model:
             self._model = str(model)
         version = r.ok.get("get_version")
@@ -194,22 +220,34 @@ class WhatsminerDriver(MinerDriver):
             hashrate_ths=hashrate,
             hashrate_avg_ths=f.get("hashrate_avg", lambda: _mhs(summary.get("MHS av"))),
             expected_hashrate_ths=expected or (profile.rated.hashrate_ths if profile else None),
-            power_w=f.get("power", lambda: parse.first(parse.v2_power_w(summary),
-                                                       _psu_power(r.ok.get("get_psu")))),
-            power_limit_w=f.get("power_limit", lambda: number(parse.first(
-                summary.get("Power Limit"),
-                parse.msg(status).get("power_limit_set") if status else None))),
+            power_w=f.get(
+                "power",
+                lambda: parse.first(parse.v2_power_w(summary), _psu_power(r.ok.get("get_psu"))),
+            ),
+            power_limit_w=f.get(
+                "power_limit",
+                lambda: number(
+                    parse.first(
+                        summary.get("Power Limit"),
+                        parse.msg(status).get("power_limit_set") if status else None,
+                    )
+                ),
+            ),
             power_mode=f.get("power_mode", lambda: parse.v2_power_mode(summary, status)),
             env_temp_c=f.get("env_temp", lambda: number(summary.get("Env Temp"))),
-            fans_rpm=f.get("fans", lambda: _fans(summary.get("Fan Speed In"),
-                                                 summary.get("Fan Speed Out"))) or (),
+            fans_rpm=f.get(
+                "fans", lambda: _fans(summary.get("Fan Speed In"), summary.get("Fan Speed Out"))
+            )
+            or (),
             uptime_s=f.get("uptime", lambda: integer(summary.get("Elapsed"))),
             is_mining=f.get("is_mining", lambda: parse.v2_is_mining(status, hashrate)),
             hw_errors=f.get("hw_errors", lambda: integer(summary.get("Hardware Errors"))),
             accepted=f.get("accepted", lambda: integer(summary.get("Accepted"))),
             rejected=f.get("rejected", lambda: integer(summary.get("Rejected"))),
-            error_codes=f.get("error_codes", lambda: parse.v2_error_codes(
-                r.ok.get("get_error_code"), summary)) or (),
+            error_codes=f.get(
+                "error_codes", lambda: parse.v2_error_codes(r.ok.get("get_error_code"), summary)
+            )
+            or (),
             boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips, f)),
             pools=_opt(f, "pools", r, "pools", parse.v2_pools),
         )
@@ -238,8 +276,12 @@ class WhatsminerDriver(MinerDriver):
         if settings.mining is False:
             await self.v2.write("power_off", respbefore=V2_RESPBEFORE)
             done.append("power_off")
-        return ApplyResult(requested=settings, accepted=True, restarted=restarted,
-                           detail=" ".join(done) or "nothing to change")
+        return ApplyResult(
+            requested=settings,
+            accepted=True,
+            restarted=restarted,
+            detail=" ".join(done) or "nothing to change",
+        )
 
     def _pct_v2(self) -> bool:
         try:
@@ -251,7 +293,7 @@ class WhatsminerDriver(MinerDriver):
     # --- V3 ------------------------------------------------------------------------------
 
     async def _read_v3(self) -> MinerSnapshot:
-        info_r, summary_r, edevs_r, pools_r, setting_r = await asyncio.gather(
+        results: tuple[dict[str, Any] | BaseException, ...] = await asyncio.gather(
             self.v3.command("get.device.info"),
             self.v3.command("get.miner.status", "summary"),
             self.v3.command("get.miner.status", "edevs"),
@@ -259,11 +301,16 @@ class WhatsminerDriver(MinerDriver):
             self.v3.command("get.miner.setting"),
             return_exceptions=True,
         )
+        info_r, summary_r, edevs_r, pools_r, setting_r = results
         if isinstance(summary_r, BaseException):
             raise summary_r
         r = Replies()
-        for name, res in (("info", info_r), ("edevs", edevs_r), ("pools", pools_r),
-                          ("setting", setting_r)):
+        for name, res in (
+            ("info", info_r),
+            ("edevs", edevs_r),
+            ("pools", pools_r),
+            ("setting", setting_r),
+        ):
             if isinstance(res, MinerError):
                 r.failed[name] = res
             elif isinstance(res, BaseException):
@@ -292,17 +339,28 @@ class WhatsminerDriver(MinerDriver):
             hashrate_avg_ths=f.get("hashrate_avg", lambda: number(s.get("hash-average"))),
             expected_hashrate_ths=f.get("expected", lambda: _positive(s.get("factory-hash")))
             or (profile.rated.hashrate_ths if profile else None),
-            power_w=f.get("power", lambda: parse.first(_positive(s.get("power-realtime")),
-                                                       _positive(power.get("pin")))),
+            power_w=f.get(
+                "power",
+                lambda: parse.first(
+                    _positive(s.get("power-realtime")), _positive(power.get("pin"))
+                ),
+            ),
             power_limit_w=f.get("power_limit", lambda: _positive(s.get("power-limit"))),
-            power_mode=f.get("power_mode", lambda: _lower(parse.first(
-                s.get("power-mode"), _setting(r.optional("setting")).get("power-mode")))),
+            power_mode=f.get(
+                "power_mode",
+                lambda: _lower(
+                    parse.first(
+                        s.get("power-mode"), _setting(r.optional("setting")).get("power-mode")
+                    )
+                ),
+            ),
             env_temp_c=f.get("env_temp", lambda: number(s.get("environment-temperature"))),
-            fans_rpm=f.get("fans", lambda: _fans(s.get("fan-speed-in"),
-                                                 s.get("fan-speed-out"))) or (),
+            fans_rpm=f.get("fans", lambda: _fans(s.get("fan-speed-in"), s.get("fan-speed-out")))
+            or (),
             uptime_s=f.get("uptime", lambda: integer(s.get("elapsed"))),
-            is_mining=(str(working).lower() == "true") if working is not None else (
-                None if hashrate is None else hashrate > 0),
+            is_mining=(str(working).lower() == "true")
+            if working is not None
+            else (None if hashrate is None else hashrate > 0),
             hw_errors=None,
             accepted=None,
             rejected=None,
@@ -328,14 +386,20 @@ class WhatsminerDriver(MinerDriver):
             done.append("power_limit")
             restarted = True
         if settings.power_percent is not None:
-            await self.v3.write("set.miner.power_percent",
-                                {"percent": int(settings.power_percent), "mode": V3_PERCENT_MODE})
+            await self.v3.write(
+                "set.miner.power_percent",
+                {"percent": int(settings.power_percent), "mode": V3_PERCENT_MODE},
+            )
             done.append("power_percent")
         if settings.mining is False:
             await self.v3.write("set.miner.service", "stop")
             done.append("service stop")
-        return ApplyResult(requested=settings, accepted=True, restarted=restarted,
-                           detail=", ".join(done) or "nothing to change")
+        return ApplyResult(
+            requested=settings,
+            accepted=True,
+            restarted=restarted,
+            detail=", ".join(done) or "nothing to change",
+        )
 
 
 def _opt(f: Fields, name: str, replies: Replies, cmd: str, parse_fn: Any) -> Any:

@@ -30,7 +30,7 @@ def api_for_firmware(fw_ver: str | None) -> str | None:
 
 
 def msg(reply: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``Msg`` (V2) or ``msg`` (V3) object of a MicroBT-style reply."""
+    """Return the ``Msg`` (V2) or ``msg`` (V3) object of a MicroBT-style reply."""
     if reply is None:
         raise LookupError("no reply")
     value = reply.get("Msg", reply.get("msg"))
@@ -40,7 +40,7 @@ def msg(reply: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def first(*values: Any) -> Any:
-    """The first value that is neither ``None`` nor empty."""
+    """Return the first value that is neither ``None`` nor empty."""
     return next((v for v in values if v is not None and v != ""), None)
 
 
@@ -61,39 +61,49 @@ def _flag(value: Any) -> bool | None:
 
 
 def v2_hashrate_ths(summary: dict[str, Any]) -> float | None:
-    """Current hashrate: `MHS 1m` (pyasic's choice), else 5 s, real-time, average."""
+    """Return the hashrate: `MHS 1m` (pyasic's choice), else 5 s, real-time, average."""
     value = first(*(number(summary.get(k)) for k in ("MHS 1m", "MHS 5s", "HS RT", "MHS av")))
     return None if value is None else value * MHS_TO_THS
 
 
-def v2_boards(devs: dict[str, Any], expected_chips: int | None,
-              f: Fields | None = None) -> tuple[BoardReading, ...]:
+def v2_boards(
+    devs: dict[str, Any], expected_chips: int | None, f: Fields | None = None
+) -> tuple[BoardReading, ...]:
     """Hashboards from `devs`/`edevs` (one entry per board); a garbled reading is ``None``."""
     f = f or Fields("")
-    boards = []
-    for i, d in enumerate(devs.get("DEVS") or devs.get("EDEVS") or ()):
-        slot = integer(first(d.get("Slot"), d.get("ASC"), d.get("ID"), i))
-        rate = f.get(f"board{slot}.rate", lambda d=d: first(
-            *(number(d.get(k)) for k in ("MHS 1m", "MHS 5s", "MHS av"))))
-        boards.append(
-            BoardReading(
-                slot=slot if slot is not None else i,
-                hashrate_ths=None if rate is None else rate * MHS_TO_THS,
-                board_temp_c=f.get(f"board{slot}.temp", lambda d=d: number(d.get("Temperature"))),
-                chip_temp_c=f.get(f"board{slot}.chip_temp", lambda d=d: number(
-                    first(d.get("Chip Temp Max"), d.get("Chip Temp Avg")))),
-                chips=f.get(f"board{slot}.chips", lambda d=d: integer(d.get("Effective Chips"))),
-                expected_chips=expected_chips,
-                freq_mhz=f.get(f"board{slot}.freq", lambda d=d: _positive(
-                    first(d.get("Chip Frequency"), d.get("Frequency")))),
-            )
-        )
-    return tuple(boards)
+    entries = devs.get("DEVS") or devs.get("EDEVS") or ()
+    return tuple(_v2_board(d, i, expected_chips, f) for i, d in enumerate(entries))
+
+
+def _v2_board(d: dict[str, Any], i: int, expected_chips: int | None, f: Fields) -> BoardReading:
+    slot = integer(first(d.get("Slot"), d.get("ASC"), d.get("ID"), i))
+    slot = i if slot is None else slot
+    rate = f.get(
+        f"board{slot}.rate",
+        lambda: first(*(number(d.get(k)) for k in ("MHS 1m", "MHS 5s", "MHS av"))),
+    )
+    return BoardReading(
+        slot=slot,
+        hashrate_ths=None if rate is None else rate * MHS_TO_THS,
+        board_temp_c=f.get(f"board{slot}.temp", lambda: number(d.get("Temperature"))),
+        chip_temp_c=f.get(
+            f"board{slot}.chip_temp",
+            lambda: number(first(d.get("Chip Temp Max"), d.get("Chip Temp Avg"))),
+        ),
+        chips=f.get(f"board{slot}.chips", lambda: integer(d.get("Effective Chips"))),
+        expected_chips=expected_chips,
+        freq_mhz=f.get(
+            f"board{slot}.freq",
+            lambda: _positive(first(d.get("Chip Frequency"), d.get("Frequency"))),
+        ),
+    )
 
 
 def v2_error_codes(error_reply: dict[str, Any] | None, summary: dict[str, Any]) -> tuple[str, ...]:
-    """Codes from `get_error_code` (list of {code: time}, or a dict after the 2.0.4 repair),
-    else the pre-2.0.4 `Error Code N` keys of `summary`."""
+    """Return error codes: `get_error_code`, else the pre-2.0.4 `Error Code N` of `summary`.
+
+    `get_error_code` holds a list of {code: time} (a dict after the API 2.0.4 repair).
+    """
     if error_reply is not None:
         codes = msg(error_reply).get("error_code") or []
         if isinstance(codes, dict):
@@ -129,7 +139,7 @@ def v2_power_mode(summary: dict[str, Any], status: dict[str, Any] | None) -> str
 
 
 def v2_is_mining(status: dict[str, Any] | None, hashrate: float | None) -> bool | None:
-    """False when `status` says the miner or btminer is off; else whether it hashes."""
+    """Return False if `status` says the miner or btminer is off, else whether it hashes."""
     if status is not None:
         m = msg(status)
         if _flag(m.get("mineroff")) or _flag(m.get("btmineroff")):
@@ -137,8 +147,9 @@ def v2_is_mining(status: dict[str, Any] | None, hashrate: float | None) -> bool 
     return None if hashrate is None else hashrate > 0
 
 
-def v2_firmware(version: dict[str, Any] | None, status: dict[str, Any] | None,
-                summary: dict[str, Any]) -> str | None:
+def v2_firmware(
+    version: dict[str, Any] | None, status: dict[str, Any] | None, summary: dict[str, Any]
+) -> str | None:
     """`get_version` fw_ver, else the quoted `Firmware Version` of status/summary."""
     fw = None
     if version is not None:
@@ -153,30 +164,41 @@ def v2_firmware(version: dict[str, Any] | None, status: dict[str, Any] | None,
 # --- V3 -------------------------------------------------------------------------------
 
 
-def v3_boards(edevs: dict[str, Any], summary: dict[str, Any], expected_chips: int | None,
-              f: Fields | None = None) -> tuple[BoardReading, ...]:
+def v3_boards(
+    edevs: dict[str, Any],
+    summary: dict[str, Any],
+    expected_chips: int | None,
+    f: Fields | None = None,
+) -> tuple[BoardReading, ...]:
     """Hashboards from `get.miner.status` edevs; board temps from summary `board-temperature`."""
     f = f or Fields("")
     temps = summary.get("board-temperature") or []
-    boards = []
-    for i, d in enumerate(msg(edevs)["edevs"]):
-        slot = integer(first(d.get("id"), i))
-        slot = i if slot is None else slot
-        boards.append(
-            BoardReading(
-                slot=slot,
-                hashrate_ths=f.get(f"board{slot}.rate", lambda d=d: number(
-                    first(d.get("hash-realtime"), d.get("hash-average")))),
-                board_temp_c=f.get(f"board{slot}.temp", lambda s=slot: number(temps[s])
-                                   if s < len(temps) else None),
-                chip_temp_c=f.get(f"board{slot}.chip_temp", lambda d=d: number(
-                    first(d.get("chip-temp-max"), d.get("chip-temp-avg")))),
-                chips=f.get(f"board{slot}.chips", lambda d=d: integer(d.get("effective-chips"))),
-                expected_chips=expected_chips,
-                freq_mhz=f.get(f"board{slot}.freq", lambda d=d: _positive(d.get("freq"))),
-            )
-        )
-    return tuple(boards)
+    entries = msg(edevs)["edevs"]
+    return tuple(_v3_board(d, i, temps, expected_chips, f) for i, d in enumerate(entries))
+
+
+def _v3_board(
+    d: dict[str, Any], i: int, temps: list[Any], expected_chips: int | None, f: Fields
+) -> BoardReading:
+    slot = integer(first(d.get("id"), i))
+    slot = i if slot is None else slot
+    return BoardReading(
+        slot=slot,
+        hashrate_ths=f.get(
+            f"board{slot}.rate",
+            lambda: number(first(d.get("hash-realtime"), d.get("hash-average"))),
+        ),
+        board_temp_c=f.get(
+            f"board{slot}.temp", lambda: number(temps[slot]) if slot < len(temps) else None
+        ),
+        chip_temp_c=f.get(
+            f"board{slot}.chip_temp",
+            lambda: number(first(d.get("chip-temp-max"), d.get("chip-temp-avg"))),
+        ),
+        chips=f.get(f"board{slot}.chips", lambda: integer(d.get("effective-chips"))),
+        expected_chips=expected_chips,
+        freq_mhz=f.get(f"board{slot}.freq", lambda: _positive(d.get("freq"))),
+    )
 
 
 def v3_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:

@@ -93,7 +93,11 @@ class BaseProtocol:
                     raise
                 delay = self.retry.delay(attempt)
                 log.debug(
-                    "retry", host=self.host, command=what, attempt=attempt,
-                    error=type(err).__name__, delay_s=delay,
+                    "retry",
+                    host=self.host,
+                    command=what,
+                    attempt=attempt,
+                    error=type(err).__name__,
+                    delay_s=delay,
                 )
                 await asyncio.sleep(delay)

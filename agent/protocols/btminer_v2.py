@@ -55,8 +55,11 @@ CODE_TOKEN_OK = 134
 CODE_ERRORS: dict[int, tuple[type[MinerError], str]] = {
     14: (MinerCommandError, "invalid API command or data"),
     23: (MinerCommandError, "invalid JSON message"),
-    45: (MinerAuthError, "permission denied: enable the write API and change the default "
-         "password with WhatsMinerTool"),
+    45: (
+        MinerAuthError,
+        "permission denied: enable the write API and change the default "
+        "password with WhatsMinerTool",
+    ),
     132: (MinerCommandError, "command error"),
     135: (MinerAuthError, "token check failed (wrong password?)"),
     136: (MinerCommandError, "token limit reached (32 per IP per 30 min)"),
@@ -177,7 +180,9 @@ class BtminerV2Protocol(CgminerProtocol):
             try:
                 reply = quirks.decode(decrypt(token.aes_key, enc), self.host).data
             except ValueError as err:
-                raise MinerResponseError(self.host, f"{cmd}: undecryptable reply: {err}", raw) from err
+                raise MinerResponseError(
+                    self.host, f"{cmd}: undecryptable reply: {err}", raw
+                ) from err
         try:
             return self.check_status(reply, cmd)
         except MinerError as err:
@@ -186,8 +191,9 @@ class BtminerV2Protocol(CgminerProtocol):
                 if cached:
                     raise SessionExpiredError(self.host, f"{cmd}: cached token refused") from err
                 raise MinerAuthError(
-                    self.host, f"{cmd}: the miner could not verify the request (code {code}); "
-                    "check the Whatsminer admin password"
+                    self.host,
+                    f"{cmd}: the miner could not verify the request (code {code}); "
+                    "check the Whatsminer admin password",
                 ) from err
             raise
 
@@ -204,8 +210,10 @@ class BtminerV2Protocol(CgminerProtocol):
                 self._token = await self._fetch_token(now)
             except MinerConnectionError as err:
                 # The privileged command itself was never sent: safe to retry.
-                kind = MinerConnectTimeoutError if isinstance(err, MinerTimeoutError) else (
-                    MinerConnectError
+                kind = (
+                    MinerConnectTimeoutError
+                    if isinstance(err, MinerTimeoutError)
+                    else (MinerConnectError)
                 )
                 raise kind(self.host, f"get_token: {err.message}") from err
             return self._token, False
@@ -215,8 +223,10 @@ class BtminerV2Protocol(CgminerProtocol):
             self._fetch_times.popleft()
         if len(self._fetch_times) >= MAX_TOKENS_PER_LIFETIME:
             raise MinerCommandError(
-                self.host, 136, f"refusing to request token {MAX_TOKENS_PER_LIFETIME + 1} within "
-                f"{self.token_lifetime_s:g} s (the miner allows {MAX_TOKENS_PER_LIFETIME})"
+                self.host,
+                136,
+                f"refusing to request token {MAX_TOKENS_PER_LIFETIME + 1} within "
+                f"{self.token_lifetime_s:g} s (the miner allows {MAX_TOKENS_PER_LIFETIME})",
             )
         self._fetch_times.append(now)
         reply = self.check_status(await self.exchange(self.encode("get_token")), "get_token")

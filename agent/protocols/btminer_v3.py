@@ -49,8 +49,11 @@ CODE_ERRORS: dict[int, tuple[type[MinerError], str]] = {
     -1: (MinerCommandError, "command failed"),
     -2: (MinerCommandError, "invalid command"),
     -3: (MinerCommandError, "invalid JSON item"),
-    -4: (MinerAuthError, "no permission: enable the write API and set a non-default password, "
-         "or check the account password"),
+    -4: (
+        MinerAuthError,
+        "no permission: enable the write API and set a non-default password, "
+        "or check the account password",
+    ),
     -5: (MinerCommandError, "out of memory"),
 }
 
@@ -143,8 +146,10 @@ class BtminerV3Protocol(BaseProtocol):
             try:
                 reply = self.check_code(await self.exchange(request), "get.device.info")
             except MinerConnectionError as err:
-                kind = MinerConnectTimeoutError if isinstance(err, MinerTimeoutError) else (
-                    MinerConnectError
+                kind = (
+                    MinerConnectTimeoutError
+                    if isinstance(err, MinerTimeoutError)
+                    else (MinerConnectError)
                 )
                 raise kind(self.host, f"salt: {err.message}") from err
             msg = reply.get("msg")

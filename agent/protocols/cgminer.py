@@ -42,13 +42,13 @@ class Replies:
     failed: dict[str, MinerError] = field(default_factory=dict)
 
     def get(self, cmd: str) -> dict[str, Any]:
-        """The reply to ``cmd``, or raise the error that command got."""
+        """Return the reply to ``cmd``, or raise the error that command got."""
         if cmd in self.ok:
             return self.ok[cmd]
         raise self.failed[cmd]
 
     def optional(self, cmd: str) -> dict[str, Any] | None:
-        """The reply to ``cmd``, or ``None`` (logged at debug) when that command failed."""
+        """Return the reply to ``cmd``, or ``None`` (logged at debug) if it failed."""
         if cmd in self.ok:
             return self.ok[cmd]
         err = self.failed.get(cmd)
@@ -130,7 +130,9 @@ class CgminerProtocol(BaseProtocol):
         present = [c for c in cmds if c in reply]
         if not present:
             self.check_status(reply, "+".join(cmds))  # raises the miner's own error if any
-            raise MinerResponseError(self.host, "multi-command reply has no command keys", str(reply))
+            raise MinerResponseError(
+                self.host, "multi-command reply has no command keys", str(reply)
+            )
         replies = Replies()
         missing = []
         for cmd in cmds:
@@ -140,7 +142,9 @@ class CgminerProtocol(BaseProtocol):
                 continue
             try:
                 if not (isinstance(value, list) and value and isinstance(value[0], dict)):
-                    raise MinerResponseError(self.host, f"{cmd}: not a one-element list", str(value))
+                    raise MinerResponseError(
+                        self.host, f"{cmd}: not a one-element list", str(value)
+                    )
                 replies.ok[cmd] = self.check_status(value[0], cmd)
             except MinerError as err:
                 replies.failed[cmd] = err

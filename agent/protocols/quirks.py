@@ -151,7 +151,7 @@ def decode(raw: bytes, host: str) -> Decoded:
 
 
 def number(value: Any) -> float | None:
-    """A reading as float: bmminer sends some numbers as strings (`"37603.30"`, `""` when empty).
+    """Return a reading as float; bmminer sends some as strings (`"37603.30"`, `""` if empty).
 
     Returns ``None`` for absent or empty values; raises ``ValueError`` for non-numeric text.
     """
@@ -168,7 +168,7 @@ def number(value: Any) -> float | None:
 
 
 def integer(value: Any) -> int | None:
-    """A count as int, with the same string tolerance as :func:`number`."""
+    """Return a count as int, with the same string tolerance as :func:`number`."""
     num = number(value)
     return None if num is None else int(num)
 

@@ -87,7 +87,9 @@ def map_httpx_error(host: str, err: Exception) -> AgentError:
             kind, meaning = HTTPX_ERRORS[cls]
             detail = f"{meaning}: {err}" if str(err) else meaning
             if issubclass(kind, MinerCommandError):
-                status = err.response.status_code if isinstance(err, httpx.HTTPStatusError) else None
+                status = (
+                    err.response.status_code if isinstance(err, httpx.HTTPStatusError) else None
+                )
                 return kind(host, status, detail)
             if issubclass(kind, MinerResponseError):
                 return kind(host, detail)
@@ -169,8 +171,9 @@ class HttpTransport(Transport):
             if isinstance(err, MinerTimeoutError):
                 raise
             raise MinerTimeoutError(
-                self.host, f"{method} {path}: no complete reply within the {self.deadline_s:g} s "
-                f"deadline (gave up after {time.monotonic() - started:.2f} s)"
+                self.host,
+                f"{method} {path}: no complete reply within the {self.deadline_s:g} s "
+                f"deadline (gave up after {time.monotonic() - started:.2f} s)",
             ) from err
         self._check_status(method, path, response, body)
         return body

@@ -149,8 +149,9 @@ class SshTransport(Transport):
                 if isinstance(err, MinerTimeoutError):
                     raise
                 raise MinerTimeoutError(
-                    self.host, f"SSH command did not finish within {self.command_timeout_s:g} s "
-                    f"(after {time.monotonic() - started:.2f} s)"
+                    self.host,
+                    f"SSH command did not finish within {self.command_timeout_s:g} s "
+                    f"(after {time.monotonic() - started:.2f} s)",
                 ) from err
             except BaseException:
                 self._drop()  # a failed or cancelled command leaves the session unknown

@@ -105,8 +105,9 @@ class TcpFramedTransport(Transport):
                     ) from err
                 if isinstance(err, asyncio.IncompleteReadError):
                     raise MinerConnectionError(
-                        self.host, f"port {self.port}: connection closed mid-frame "
-                        f"({len(err.partial)} of {err.expected} bytes)"
+                        self.host,
+                        f"port {self.port}: connection closed mid-frame "
+                        f"({len(err.partial)} of {err.expected} bytes)",
                     ) from err
                 if isinstance(err, OSError):
                     raise io_error(self.host, err) from err
@@ -126,7 +127,8 @@ class TcpFramedTransport(Transport):
             self._drop()
             await self._open()
         reader, writer = self._reader, self._writer
-        assert reader is not None and writer is not None
+        assert reader is not None
+        assert writer is not None
         writer.write(_HEADER.pack(len(payload)) + payload)
         await writer.drain()
         self._last_io = time.monotonic()

@@ -61,7 +61,7 @@ class TcpJsonTransport(Transport):
         self.max_reply_bytes = max_reply_bytes
 
     async def send(self, payload: bytes) -> bytes:
-        """Open a connection, write ``payload``, read the reply to EOF, close; raise typed errors."""
+        """Connect, send ``payload``, read the reply to EOF, close; raise typed errors."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.deadline_s):
@@ -80,8 +80,9 @@ class TcpJsonTransport(Transport):
         except TimeoutError as err:
             elapsed = time.monotonic() - started
             raise MinerTimeoutError(
-                self.host, f"port {self.port}: no complete reply within the {self.deadline_s:g} s "
-                f"deadline (gave up after {elapsed:.2f} s)"
+                self.host,
+                f"port {self.port}: no complete reply within the {self.deadline_s:g} s "
+                f"deadline (gave up after {elapsed:.2f} s)",
             ) from err
         except OSError as err:
             raise io_error(self.host, err) from err

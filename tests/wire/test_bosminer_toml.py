@@ -24,7 +24,8 @@ def test_section_added_when_missing_and_comments_survive() -> None:
     data = tomllib.loads(new)
     assert schema == "new"
     assert data["autotuning"] == {"enabled": True, "mode": "power_target", "power_target": 2800}
-    assert "# pools below" in new and data["group"][0]["name"] == "Default"
+    assert "# pools below" in new
+    assert data["group"][0]["name"] == "Default"
 
 
 def test_old_schema_enables_autotuning_in_place() -> None:

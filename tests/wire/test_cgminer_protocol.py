@@ -116,17 +116,20 @@ class _Counting(BaseProtocol):
         return "ok"
 
 
-@pytest.mark.parametrize(("errors", "idempotent", "outcome", "calls"), [
-    ([MinerConnectionError("h", "reset")] * 2, True, "ok", 3),
-    ([MinerConnectionError("h", "reset")] * 3, True, MinerConnectionError, 3),
-    ([MinerConnectionError("h", "reset")], False, MinerConnectionError, 1),
-    ([MinerConnectError("h", "refused")] * 2, False, "ok", 3),
-    ([MinerAuthError("h", "bad password")], True, MinerAuthError, 1),
-    ([MinerCommandError("h", 14, "invalid")], True, MinerCommandError, 1),
-    ([MinerResponseError("h", "garbage")], True, MinerResponseError, 1),
-    ([SessionExpiredError("h", "stale token")], False, "ok", 2),
-    ([SessionExpiredError("h", "stale")] * 2, False, MinerAuthError, 2),
-])
+@pytest.mark.parametrize(
+    ("errors", "idempotent", "outcome", "calls"),
+    [
+        ([MinerConnectionError("h", "reset")] * 2, True, "ok", 3),
+        ([MinerConnectionError("h", "reset")] * 3, True, MinerConnectionError, 3),
+        ([MinerConnectionError("h", "reset")], False, MinerConnectionError, 1),
+        ([MinerConnectError("h", "refused")] * 2, False, "ok", 3),
+        ([MinerAuthError("h", "bad password")], True, MinerAuthError, 1),
+        ([MinerCommandError("h", 14, "invalid")], True, MinerCommandError, 1),
+        ([MinerResponseError("h", "garbage")], True, MinerResponseError, 1),
+        ([SessionExpiredError("h", "stale token")], False, "ok", 2),
+        ([SessionExpiredError("h", "stale")] * 2, False, MinerAuthError, 2),
+    ],
+)
 async def test_retry_rules(errors, idempotent, outcome, calls) -> None:
     p = _Counting(list(errors))
     if outcome == "ok":

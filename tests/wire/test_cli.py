@@ -18,41 +18,62 @@ async def cli(*args: str) -> tuple[int, str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CREDENTIALS_DIRECTORY", None)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args, cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "agent",
+        *args,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode, out.decode(), err.decode()
 
 
 async def test_read_json_whatsminer_v2() -> None:
     async with FakeRpcServer(fixtures.replies("whatsminer/v2")) as rpc:
-        code, out, err = await cli("read", f"127.0.0.1:{rpc.port}", "--driver", "whatsminer",
-                                   "--json")
+        code, out, err = await cli(
+            "read", f"127.0.0.1:{rpc.port}", "--driver", "whatsminer", "--json"
+        )
     assert code == 0, err
     snap = json.loads(out)
-    assert snap["hashrate_ths"] == 124.5 and snap["power_w"] == 3200
-    assert snap["miner_id"] == f"127.0.0.1:{rpc.port}" and snap["ts"].endswith("Z")
+    assert snap["hashrate_ths"] == 124.5
+    assert snap["power_w"] == 3200
+    assert snap["miner_id"] == f"127.0.0.1:{rpc.port}"
+    assert snap["ts"].endswith("Z")
     assert len(snap["boards"]) == 3
 
 
 async def test_read_identifies_v3_and_prints_summary() -> None:
     async with FakeV3Server(fixtures.replies("whatsminer/v3")) as srv:
-        code, out, err = await cli("read", f"127.0.0.1:{srv.port}", "--web-port",
-                                   str(closed_port()))
+        code, out, err = await cli(
+            "read", f"127.0.0.1:{srv.port}", "--web-port", str(closed_port())
+        )
     assert code == 0, err
-    assert "M60S_VK40" in out and "171.26 TH/s" in out and "board 2" in out
+    assert "M60S_VK40" in out
+    assert "171.26 TH/s" in out
+    assert "board 2" in out
 
 
 async def test_identify_prints_driver_config() -> None:
     async with FakeRpcServer(fixtures.replies("antminer/v2020"), trailing_nul=True) as rpc:
-        code, out, err = await cli("identify", f"127.0.0.1:{rpc.port}", "--web-port",
-                                   str(closed_port()))
+        code, out, err = await cli(
+            "identify", f"127.0.0.1:{rpc.port}", "--web-port", str(closed_port())
+        )
     assert code == 0, err
     assert json.loads(out)["driver"] == "antminer"
 
 
 async def test_unreachable_exits_2_with_typed_error() -> None:
-    code, out, err = await cli("read", f"127.0.0.1:{closed_port()}", "--driver", "antminer",
-                               "--web-port", str(closed_port()))
-    assert code == 2 and out == ""
+    code, out, err = await cli(
+        "read",
+        f"127.0.0.1:{closed_port()}",
+        "--driver",
+        "antminer",
+        "--web-port",
+        str(closed_port()),
+    )
+    assert code == 2
+    assert out == ""
     assert "MinerConnectError" in err

@@ -3,7 +3,7 @@ Braiins power target over SSH with a pinned host key."""
 
 from __future__ import annotations
 
-import time
+import asyncio
 import tomllib
 from pathlib import Path
 
@@ -33,13 +33,17 @@ async def test_antminer_sleep_is_read_modify_write_and_verified() -> None:
     async with antminer() as (driver, _, web):
         result = await driver.apply(Settings(power_mode="sleep"))
         snap = await driver.read()
-    assert result.accepted and result.restarted
+    assert result.accepted
+    assert result.restarted
     assert web.conf["bitmain-work-mode"] == "1"
     (body,) = web.posts
     assert body["miner-mode"] == 1
     assert body["pools"] == MINER_CONF["pools"]  # the rest of the config preserved
     assert (body["bitmain-fan-ctrl"], body["bitmain-fan-pwm"], body["freq-level"]) == (
-        False, "100", "100")
+        False,
+        "100",
+        "100",
+    )
     assert (snap.power_mode, snap.is_mining) == ("sleep", False)
 
 
@@ -48,7 +52,8 @@ async def test_antminer_mining_true_wakes_and_noop_is_not_sent() -> None:
         web.conf["bitmain-work-mode"] = "1"
         woke = await driver.apply(Settings(mining=True))
         again = await driver.apply(Settings(power_mode="normal"))
-    assert woke.accepted and web.conf["bitmain-work-mode"] == "0"
+    assert woke.accepted
+    assert web.conf["bitmain-work-mode"] == "0"
     assert again.detail == "already normal"
     assert len(web.posts) == 1
 
@@ -56,7 +61,8 @@ async def test_antminer_mining_true_wakes_and_noop_is_not_sent() -> None:
 async def test_antminer_reply_dropped_by_restart_is_verified_by_read_back() -> None:
     async with antminer(web_kw={"drop_set_reply": True}) as (driver, _, web):
         result = await driver.apply(Settings(mining=False))
-    assert result.accepted and web.conf["bitmain-work-mode"] == "1"
+    assert result.accepted
+    assert web.conf["bitmain-work-mode"] == "1"
     assert len(web.posts) == 1  # not re-sent
 
 
@@ -83,8 +89,9 @@ async def test_antminer_set_pools_keeps_mode() -> None:
     async with antminer() as (driver, _, web):
         web.conf["bitmain-work-mode"] = "1"
         await driver.set_pools([PoolConfig("stratum+tcp://a.example:3333", "w1", "pw")])
-    assert web.conf["pools"] == [{"url": "stratum+tcp://a.example:3333", "user": "w1",
-                                  "pass": "pw"}]
+    assert web.conf["pools"] == [
+        {"url": "stratum+tcp://a.example:3333", "user": "w1", "pass": "pw"}
+    ]
     assert web.posts[0]["miner-mode"] == 1
 
 
@@ -101,11 +108,21 @@ async def test_whatsminer_v2_every_control_round_trips() -> None:
         off = await driver.apply(Settings(mining=False))
         on = await driver.apply(Settings(mining=True))
         await driver.set_pools([PoolConfig("stratum+tcp://p.example:3333", "w", "x")])
-    assert limit.restarted and not pct.restarted and all(m.accepted for m in modes)
-    assert off.accepted and on.accepted
+    assert limit.restarted
+    assert not pct.restarted
+    assert all(m.accepted for m in modes)
+    assert off.accepted
+    assert on.accepted
     assert [c["cmd"] for c in priv.executed] == [
-        "adjust_power_limit", "set_power_pct_v2", "set_low_power", "set_high_power",
-        "set_normal_power", "power_off", "power_on", "update_pools"]
+        "adjust_power_limit",
+        "set_power_pct_v2",
+        "set_low_power",
+        "set_high_power",
+        "set_normal_power",
+        "power_off",
+        "power_on",
+        "update_pools",
+    ]
     assert priv.executed[0]["power_limit"] == "3000"
     assert priv.executed[5]["respbefore"] == "true"
     assert priv.state["pools"] == ["stratum+tcp://p.example:3333"]
@@ -120,7 +137,9 @@ async def test_whatsminer_v2_wrong_password_is_auth_error_not_retried() -> None:
     assert priv.executed == []
     assert priv.tokens_issued == 1
     assert [r.get("cmd", "enc") for r in rpc.requests if "get_version" != r.get("cmd")] == [
-        "get_token", "enc"]
+        "get_token",
+        "enc",
+    ]
 
 
 async def test_whatsminer_v2_write_api_disabled_is_auth_error() -> None:
@@ -143,12 +162,11 @@ async def test_whatsminer_v2_token_expired_on_the_miner_is_refetched() -> None:
 
 async def test_whatsminer_v2_token_cache_expiry_is_honoured() -> None:
     priv = V2Privileged("s3cret-pw", token_ttl_s=0.3)
-    async with whatsminer_v2("whatsminer/v2", privileged=priv,
-                             token_lifetime_s=0.3) as (driver, _):
+    async with whatsminer_v2("whatsminer/v2", privileged=priv, token_lifetime_s=0.3) as (driver, _):
         driver.v2.token_refresh_margin_s = 0.1
         await driver.apply(Settings(power_percent=90))
         await driver.apply(Settings(power_percent=91))  # within the lifetime: cached
-        time.sleep(0.25)
+        await asyncio.sleep(0.25)
         await driver.apply(Settings(power_percent=92))  # past lifetime - margin: fresh
     assert priv.tokens_issued == 2
 
@@ -179,8 +197,7 @@ async def test_whatsminer_bounds_from_profile() -> None:
     priv = V2Privileged("s3cret-pw")
     async with whatsminer_v2("whatsminer/v2", privileged=priv, model="M60S_VK40") as (d, _):
         knob = d.capabilities.knob("power_limit_w")
-        assert (knob.min, knob.max, knob.restarts, knob.restart_s) == (1030.0, 3600.0, True,
-                                                                       480.0)
+        assert (knob.min, knob.max, knob.restarts, knob.restart_s) == (1030.0, 3600.0, True, 480.0)
         with pytest.raises(UnsafeSettingsError):
             await d.apply(Settings(power_limit_w=5000))
         with pytest.raises(UnsafeSettingsError):
@@ -205,8 +222,9 @@ async def test_whatsminer_v3_every_control_round_trips() -> None:
     assert srv.state["percent"] == (75, "normal")
     assert srv.state["power_mode"] == "low"
     assert (stopped, srv.state["service"]) == ("stop", "start")
-    assert srv.state["pools"] == [{"pool": "stratum+tcp://p.example:3333", "worker": "w",
-                                   "passwd": "x"}]
+    assert srv.state["pools"] == [
+        {"pool": "stratum+tcp://p.example:3333", "worker": "w", "passwd": "x"}
+    ]
     writes = [r for r in srv.requests if r["cmd"].startswith("set.")]
     assert all(r["account"] == "super" and len(r["token"]) == 8 for r in writes)
     assert isinstance(writes[-1]["param"], str)  # pools travel encrypted
@@ -226,33 +244,44 @@ async def test_whatsminer_v3_changed_salt_is_refetched_once() -> None:
         srv.salt = "newSalt1"  # password reset on the unit
         await driver.apply(Settings(power_mode="high"))
     salts = [r for r in srv.requests if r.get("param") == "salt"]
-    assert len(salts) == 2 and srv.state["power_mode"] == "high"
+    assert len(salts) == 2
+    assert srv.state["power_mode"] == "high"
 
 
 # --- Braiins over SSH --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("toml_text", "schema", "key"), [
-    (OLD_TOML, "old", "psu_power_limit"),
-    (NEW_TOML, "new", "power_target"),
-])
-async def test_braiins_power_target_over_ssh(tmp_path: Path, toml_text: str, schema: str,
-                                             key: str) -> None:
+@pytest.mark.parametrize(
+    ("toml_text", "schema", "key"),
+    [
+        (OLD_TOML, "old", "psu_power_limit"),
+        (NEW_TOML, "new", "power_target"),
+    ],
+)
+async def test_braiins_power_target_over_ssh(
+    tmp_path: Path, toml_text: str, schema: str, key: str
+) -> None:
     async with FakeRpcServer(braiins_rpc.replies()) as rpc, FakeBosminerSsh(toml_text) as ssh:
         known = ssh.write_known_hosts(tmp_path / "known_hosts")
         async with closing(braiins_driver(rpc.port, ssh.port, known)) as driver:
             await driver.read()
             result = await driver.apply(Settings(power_limit_w=2500))
-    assert result.accepted and result.restarted and schema in result.detail
+    assert result.accepted
+    assert result.restarted
+    assert schema in result.detail
     data = tomllib.loads(ssh.config_text)
     assert data["autotuning"][key] == 2500
     assert ssh.restarts == 1
     assert ssh.commands[0] == "cat /etc/bosminer.toml"
     assert ssh.commands[-1] == "/etc/init.d/bosminer restart"
     # everything else survives byte for byte
-    changed = [(a, b) for a, b in zip(toml_text.splitlines(), ssh.config_text.splitlines(),
-                                      strict=True) if a != b]
-    assert len(changed) == 1 and key in changed[0][0]
+    changed = [
+        (a, b)
+        for a, b in zip(toml_text.splitlines(), ssh.config_text.splitlines(), strict=True)
+        if a != b
+    ]
+    assert len(changed) == 1
+    assert key in changed[0][0]
 
 
 async def test_braiins_wrong_host_key_is_refused(tmp_path: Path) -> None:
@@ -263,7 +292,8 @@ async def test_braiins_wrong_host_key_is_refused(tmp_path: Path) -> None:
         async with closing(braiins_driver(rpc.port, ssh.port, known)) as driver:
             with pytest.raises(MinerAuthError, match="host key"):
                 await driver.apply(Settings(power_limit_w=2500))
-    assert ssh.commands == [] and ssh.restarts == 0
+    assert ssh.commands == []
+    assert ssh.restarts == 0
 
 
 async def test_braiins_wrong_password(tmp_path: Path) -> None:
@@ -290,7 +320,9 @@ async def test_braiins_bounds_from_profile() -> None:
         async with closing(braiins_driver(rpc.port)) as driver:
             await driver.read()  # model S19 XP → profile bounds
             knob = driver.capabilities.knob("power_limit_w")
-            assert knob.min is not None and knob.max is not None and knob.restarts
+            assert knob.min is not None
+            assert knob.max is not None
+            assert knob.restarts
             with pytest.raises(UnsafeSettingsError):
                 await driver.apply(Settings(power_limit_w=knob.max + 1))
 
@@ -298,8 +330,10 @@ async def test_braiins_bounds_from_profile() -> None:
 async def test_braiins_cut_short_write_is_never_loaded(tmp_path: Path) -> None:
     from agent.errors import ApplyVerificationError
 
-    async with FakeRpcServer(braiins_rpc.replies()) as rpc, \
-            FakeBosminerSsh(NEW_TOML, truncate_writes=True) as ssh:
+    async with (
+        FakeRpcServer(braiins_rpc.replies()) as rpc,
+        FakeBosminerSsh(NEW_TOML, truncate_writes=True) as ssh,
+    ):
         known = ssh.write_known_hosts(tmp_path / "known_hosts")
         async with closing(braiins_driver(rpc.port, ssh.port, known)) as driver:
             with pytest.raises(ApplyVerificationError, match="not restarting"):

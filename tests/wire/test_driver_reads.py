@@ -17,8 +17,18 @@ approx = pytest.approx
 
 
 def boards(snap: MinerSnapshot) -> list[tuple]:
-    return [(b.slot, b.hashrate_ths, b.board_temp_c, b.chip_temp_c, b.chips, b.expected_chips,
-             b.freq_mhz) for b in snap.boards]
+    return [
+        (
+            b.slot,
+            b.hashrate_ths,
+            b.board_temp_c,
+            b.chip_temp_c,
+            b.chips,
+            b.expected_chips,
+            b.freq_mhz,
+        )
+        for b in snap.boards
+    ]
 
 
 def roundtrip(snap: MinerSnapshot) -> None:
@@ -28,10 +38,13 @@ def roundtrip(snap: MinerSnapshot) -> None:
 
 
 async def test_antminer_s19pro_read() -> None:
-    async with antminer() as (driver, rpc, web):
+    async with antminer() as (driver, rpc, _web):
         snap = await driver.read()
     assert (snap.make, snap.model, snap.firmware) == (
-        "antminer", "Antminer S19 Pro", "Tue Dec 6 16:12:30 CST 2022")
+        "antminer",
+        "Antminer S19 Pro",
+        "Tue Dec 6 16:12:30 CST 2022",
+    )
     assert snap.hashrate_ths == approx(110.56689)  # GHS 5s
     assert snap.hashrate_avg_ths == approx(111.83485)
     assert snap.expected_hashrate_ths == approx(110.0)
@@ -46,7 +59,8 @@ async def test_antminer_s19pro_read() -> None:
         (1, approx(35.53622), 66.0, 71.0, 114, 114, 525.0),
         (2, approx(37.42738), 64.0, 69.0, 114, 114, 525.0),
     ]
-    assert len(snap.pools) == 3 and snap.pools[0].accepted == 4057
+    assert len(snap.pools) == 3
+    assert snap.pools[0].accepted == 4057
     assert rpc.requests == [{"command": "version+summary+stats+pools"}]
     assert driver.capabilities.reports_power is False
     roundtrip(snap)
@@ -68,7 +82,8 @@ async def test_antminer_read_survives_dead_web_ui() -> None:
     async with antminer(web_kw={"password": "not-root"}) as (driver, _, web):
         snap = await driver.read()
     assert snap.hashrate_ths == approx(110.56689)
-    assert snap.power_mode is None and snap.error_codes == ()
+    assert snap.power_mode is None
+    assert snap.error_codes == ()
     assert all(not authed for _, _, authed in web.requests)
 
 
@@ -76,7 +91,8 @@ async def test_antminer_rpc_down_but_web_up_reads_from_web() -> None:
     async with antminer(rpc_kw={"mode": "close"}) as (driver, _, _w):
         snap = await driver.read()
     assert snap.hashrate_ths == approx(110.56689)  # web summary rate_5s
-    assert len(snap.boards) == 3 and snap.boards[0].chips == 114
+    assert len(snap.boards) == 3
+    assert snap.boards[0].chips == 114
     assert snap.pools == ()
 
 
@@ -100,7 +116,8 @@ async def test_whatsminer_v1_firmware_read(variant: str | None) -> None:
     assert (snap.is_mining, snap.hw_errors, snap.accepted, snap.rejected) == (True, 69, 2338, 0)
     assert snap.error_codes == (("110", "600") if variant else ())
     assert boards(snap)[0] == (0, approx(22.10378984), 70.0, 90.0, 105, None, 650.0)
-    assert len(snap.boards) == 3 and len(snap.pools) == 3
+    assert len(snap.boards) == 3
+    assert len(snap.pools) == 3
     assert {"cmd": "summary+devs+pools+devdetails"} in rpc.requests
     roundtrip(snap)
 
@@ -168,7 +185,8 @@ async def test_braiins_read() -> None:
     assert snap.fans_rpm == braiins_rpc.FANS_RPM
     assert boards(snap)[0] == (0, approx(41.44365315), 56.5, 71.5, 110, 110, 406.25)
     assert snap.expected_hashrate_ths == approx(119.9678461)
-    assert len(snap.pools) == 2 and snap.uptime_s == 20359
+    assert len(snap.pools) == 2
+    assert snap.uptime_s == 20359
     roundtrip(snap)
 
 

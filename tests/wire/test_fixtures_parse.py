@@ -31,8 +31,9 @@ approx = pytest.approx
 
 
 def _boards(boards) -> list[tuple]:
-    return [(b.slot, b.hashrate_ths, b.board_temp_c, b.chip_temp_c, b.chips, b.freq_mhz)
-            for b in boards]
+    return [
+        (b.slot, b.hashrate_ths, b.board_temp_c, b.chip_temp_c, b.chips, b.freq_mhz) for b in boards
+    ]
 
 
 def _pools(pools) -> list[tuple]:
@@ -55,14 +56,23 @@ def check_am_summary(r: dict) -> None:
     assert am.summary_rate_ths(s, "5s") == approx(110.56689)
     assert am.summary_rate_ths(s, "av") == approx(111.83485)
     assert (s["Elapsed"], s["Hardware Errors"], s["Accepted"], s["Rejected"]) == (
-        50474, 562, 4057, 11)
+        50474,
+        562,
+        4057,
+        11,
+    )
 
 
 def check_am_pools(r: dict) -> None:
     pools = _pools(am.rpc_pools(r))
     assert len(pools) == 3
-    assert pools[0] == ("stratum+tcp://btc.global.luxor.tech:700", "satokierepair.H04YK",
-                        "Alive", 4057, 11)
+    assert pools[0] == (
+        "stratum+tcp://btc.global.luxor.tech:700",
+        "satokierepair.H04YK",
+        "Alive",
+        4057,
+        11,
+    )
 
 
 def check_am_version(r: dict) -> None:
@@ -78,8 +88,10 @@ def check_am_devs(r: dict) -> None:
 
 
 def check_am_system_info(r: dict) -> None:
-    assert (r["minertype"], r["system_filesystem_version"]) == ("Antminer S21",
-                                                                "FR-1.12(251009-S21)")
+    assert (r["minertype"], r["system_filesystem_version"]) == (
+        "Antminer S21",
+        "FR-1.12(251009-S21)",
+    )
 
 
 def check_v1_devs(r: dict) -> None:
@@ -93,8 +105,7 @@ def check_v1_devs(r: dict) -> None:
 def check_v1_summary(r: dict) -> None:
     s = r["SUMMARY"][0]
     assert wm.v2_hashrate_ths(s) == approx(67.43935249)
-    assert (wm.v2_power_w(s), s["Power Limit"], wm.v2_power_mode(s, None)) == (3417, 3500,
-                                                                              "normal")
+    assert (wm.v2_power_w(s), s["Power Limit"], wm.v2_power_mode(s, None)) == (3417, 3500, "normal")
     assert (s["Fan Speed In"], s["Fan Speed Out"], s["Factory GHS"]) == (6450, 6480, 68796)
     assert wm.v2_firmware(None, None, s) == "20210322.22.REL"
     assert wm.v2_error_codes(None, s) == ()
@@ -189,7 +200,10 @@ def check_v3_summary(r: dict) -> None:
     s = wm.msg(r)["summary"]
     assert (s["hash-realtime"], s["power-realtime"], s["power-limit"]) == (171.259, 3156.0, 3600)
     assert (s["fan-speed-in"], s["fan-speed-out"], s["environment-temperature"]) == (
-        5400, 5280, 28.5)
+        5400,
+        5280,
+        28.5,
+    )
 
 
 def check_v3_edevs(r: dict) -> None:
@@ -203,8 +217,7 @@ def check_v3_edevs(r: dict) -> None:
 
 def check_v3_pools(r: dict) -> None:
     pools = _pools(wm.v3_pools(r))
-    assert pools[0] == ("stratum+tcp://btc.example.pool:3333", "asic-rs.test", "alive", None,
-                        None)
+    assert pools[0] == ("stratum+tcp://btc.example.pool:3333", "asic-rs.test", "alive", None, None)
     assert len(pools) == 3
 
 
@@ -252,7 +265,7 @@ def test_every_fixture_file_has_expectations() -> None:
 async def fetch(path: Path) -> dict[str, Any]:
     """Serve one file with the fake its firmware speaks and fetch it with the real client."""
     cmd = COMMAND_FOR_FILE[path.stem]
-    raw = path.read_bytes()
+    raw = path.read_bytes()  # noqa: ASYNC240 - a few KB from local disk before any I/O
     if isinstance(cmd, tuple):
         async with FakeV3Server({cmd: raw}) as srv:
             transport = TcpFramedTransport(HOST, srv.port, timeouts=FAST)
@@ -269,11 +282,13 @@ async def fetch(path: Path) -> dict[str, Any]:
                 await transport.close()
     if _rel(path).startswith("antminer"):
         async with FakeRpcServer({cmd: raw}, trailing_nul=True) as srv:
-            return await CgminerProtocol(TcpJsonTransport(HOST, srv.port, timeouts=FAST),
-                                         QUICK_RETRY).command(cmd)
+            return await CgminerProtocol(
+                TcpJsonTransport(HOST, srv.port, timeouts=FAST), QUICK_RETRY
+            ).command(cmd)
     async with FakeRpcServer({cmd: raw}) as srv:
-        p = BtminerV2Protocol(TcpJsonTransport(HOST, srv.port, timeouts=FAST),
-                              WHATSMINER_CREDS.password, QUICK_RETRY)
+        p = BtminerV2Protocol(
+            TcpJsonTransport(HOST, srv.port, timeouts=FAST), WHATSMINER_CREDS.password, QUICK_RETRY
+        )
         reply = await p.command(cmd)
         assert srv.requests == [{"cmd": cmd}]
         return reply

@@ -27,8 +27,11 @@ SLACK_S = 0.5
 
 
 def _httpx_exception_classes() -> list[type[BaseException]]:
-    return [obj for name in httpx.__all__ if inspect.isclass(obj := getattr(httpx, name))
-            and issubclass(obj, BaseException)]
+    return [
+        obj
+        for name in httpx.__all__
+        if inspect.isclass(obj := getattr(httpx, name)) and issubclass(obj, BaseException)
+    ]
 
 
 def test_every_httpx_exception_is_mapped_explicitly() -> None:
@@ -45,8 +48,12 @@ def test_each_httpx_exception_maps_to_an_agent_error(cls: type[Exception]) -> No
         err = cls("boom", request=request, response=httpx.Response(500, request=request))
     elif issubclass(cls, httpx.RequestError):
         err = cls("boom", request=request)
-    elif cls in (httpx.StreamConsumed, httpx.StreamClosed, httpx.ResponseNotRead,
-                 httpx.RequestNotRead):
+    elif cls in (
+        httpx.StreamConsumed,
+        httpx.StreamClosed,
+        httpx.ResponseNotRead,
+        httpx.RequestNotRead,
+    ):
         err = cls()
     else:
         err = cls("boom")
@@ -56,8 +63,9 @@ def test_each_httpx_exception_maps_to_an_agent_error(cls: type[Exception]) -> No
 
 
 def web(port: int, **kw) -> HttpTransport:
-    return HttpTransport(HOST, port, credentials=ANTMINER_CREDS, timeouts=kw.pop("timeouts", FAST),
-                         **kw)
+    return HttpTransport(
+        HOST, port, credentials=ANTMINER_CREDS, timeouts=kw.pop("timeouts", FAST), **kw
+    )
 
 
 async def test_digest_auth_and_one_pooled_connection() -> None:

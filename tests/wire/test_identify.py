@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from agent.drivers.factory import identify, make_driver
 from agent.drivers.antminer import AntminerDriver
 from agent.drivers.braiins import BraiinsDriver
+from agent.drivers.factory import identify, make_driver
 from agent.drivers.whatsminer import WhatsminerDriver
 from agent.errors import MinerConnectionError, UnsupportedMinerError
 from agent.transports.base import Timeouts
@@ -28,8 +28,12 @@ def ports(rpc: int | None = None, v3: int | None = None, web: int | None = None)
 
 
 async def test_stock_antminer() -> None:
-    async with FakeRpcServer(fixtures.replies("antminer/v2020"), trailing_nul=True,
-                             allowed=ANTMINER_ALLOWED) as rpc, FakeAntminerWeb() as web:
+    async with (
+        FakeRpcServer(
+            fixtures.replies("antminer/v2020"), trailing_nul=True, allowed=ANTMINER_ALLOWED
+        ) as rpc,
+        FakeAntminerWeb() as web,
+    ):
         config = await identify(HOST, ports(rpc=rpc.port, web=web.port), probe_timeouts=PROBE)
     assert config.driver == "antminer"
     assert config.ports == {"rpc": rpc.port, "web": web.port}
@@ -46,15 +50,17 @@ async def test_antminer_by_rpc_alone_gives_model() -> None:
     assert config.firmware == "Tue Dec 6 16:12:30 CST 2022"
 
 
-@pytest.mark.parametrize(("set_name", "fw"), [
-    ("whatsminer/v1", "20210322.22.REL"), ("whatsminer/v2", "20230803.11.REL")])
+@pytest.mark.parametrize(
+    ("set_name", "fw"), [("whatsminer/v1", "20210322.22.REL"), ("whatsminer/v2", "20230803.11.REL")]
+)
 async def test_whatsminer_v2(set_name: str, fw: str) -> None:
     async with FakeRpcServer(fixtures.replies(set_name)) as rpc:
         config = await identify(HOST, ports(rpc=rpc.port), probe_timeouts=PROBE)
     assert (config.driver, config.api, config.firmware) == ("whatsminer", "v2", fw)
     assert config.ports == {"rpc": rpc.port}
     driver = make_driver(config, WHATSMINER_CREDS)
-    assert isinstance(driver, WhatsminerDriver) and driver.api == "v2"
+    assert isinstance(driver, WhatsminerDriver)
+    assert driver.api == "v2"
     await driver.close()
 
 
@@ -82,9 +88,11 @@ async def test_nothing_listening_is_a_connection_error_quickly() -> None:
 
 
 async def test_unrecognised_answer_is_unsupported() -> None:
-    async with FakeRpcServer(mode="raw", raw_reply=b'{"STATUS":[{"STATUS":"S","Code":22,'
-                             b'"Msg":"versions","Description":"sgminer 5"}],"VERSION":[{}]}'
-                             ) as rpc:
+    async with FakeRpcServer(
+        mode="raw",
+        raw_reply=b'{"STATUS":[{"STATUS":"S","Code":22,'
+        b'"Msg":"versions","Description":"sgminer 5"}],"VERSION":[{}]}',
+    ) as rpc:
         with pytest.raises(UnsupportedMinerError, match="no probe recognised"):
             await identify(HOST, ports(rpc=rpc.port), probe_timeouts=PROBE)
 
@@ -93,7 +101,11 @@ async def test_hung_host_is_bounded_by_the_total_timeout() -> None:
     with full_backlog_port() as port:
         started = time.monotonic()
         with pytest.raises(MinerConnectionError):
-            await identify(HOST, {"rpc": port, "v3": port, "web": port}, timeout_s=0.3,
-                           probe_timeouts=Timeouts(connect_s=5, read_s=5, deadline_s=5))
+            await identify(
+                HOST,
+                {"rpc": port, "v3": port, "web": port},
+                timeout_s=0.3,
+                probe_timeouts=Timeouts(connect_s=5, read_s=5, deadline_s=5),
+            )
         elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 0.8

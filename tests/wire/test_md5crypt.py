@@ -1,4 +1,4 @@
-"""md5-crypt against openssl-produced vectors and against passlib (an independent implementation)."""
+"""md5-crypt against openssl-produced vectors and against passlib (an independent one)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ OPENSSL_VECTORS = [
     ("", "", "$1$$qRPK7m23GJusamGpoGLby/"),
     ("", "ab", "$1$ab$rn6aQS/o7141mj179E/zA."),
     ("x", "12345678", "$1$12345678$7y7mHQRucjgVYVF1mZqKC1"),
-    ("a-much-longer-password-than-sixteen-bytes!", "abcdefgh",
-     "$1$abcdefgh$Fq7obMOa3F0EGt/zz4z.K1"),
+    (
+        "a-much-longer-password-than-sixteen-bytes!",
+        "abcdefgh",
+        "$1$abcdefgh$Fq7obMOa3F0EGt/zz4z.K1",
+    ),
 ]
 
 
@@ -40,10 +43,14 @@ def test_salt_is_cut_at_eight_chars_and_at_dollar() -> None:
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     # passwords are UTF-8 text: no lone surrogates; passlib also refuses NUL
-    password=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
-                     max_size=40),
-    salt=st.text(alphabet="./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-                 min_size=1, max_size=8),
+    password=st.text(
+        st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40
+    ),
+    salt=st.text(
+        alphabet="./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+        min_size=1,
+        max_size=8,
+    ),
 )
 def test_matches_passlib(password: str, salt: str) -> None:
     assert md5_crypt(password, salt) == passlib_md5_crypt.using(salt=salt).hash(password)

@@ -42,8 +42,9 @@ CASES = {
     "error_code_list_as_dict": (
         b'{"STATUS":"S","Code":131,"Msg":{"error_code":["110":"2021-03-22 10:00:00",'
         b'"600":"2021-03-22 10:01:00"]}}',
-        lambda d: d["Msg"]["error_code"] == {"110": "2021-03-22 10:00:00",
-                                             "600": "2021-03-22 10:01:00"},
+        lambda d: (
+            d["Msg"]["error_code"] == {"110": "2021-03-22 10:00:00", "600": "2021-03-22 10:01:00"}
+        ),
     ),
     "raw_newlines": (
         b'{"STATUS":"S","Code":131,"Msg":{"hostname":"Whats\nMiner","ledstat":"auto"}}',
@@ -62,7 +63,10 @@ CASES = {
 
 def test_every_repair_has_a_case() -> None:
     names = {r.name for r in quirks.REPAIRS} | {
-        quirks.TRAILING_NUL, quirks.NON_UTF8, quirks.DUPLICATE_KEYS}
+        quirks.TRAILING_NUL,
+        quirks.NON_UTF8,
+        quirks.DUPLICATE_KEYS,
+    }
     assert names == set(CASES)
     assert all(r.firmware for r in quirks.REPAIRS), "each repair must name its firmware"
 
@@ -71,7 +75,7 @@ def test_every_repair_has_a_case() -> None:
 def test_repair(name: str) -> None:
     raw, check = CASES[name]
     if name not in (quirks.TRAILING_NUL, quirks.NON_UTF8, quirks.DUPLICATE_KEYS):
-        with pytest.raises(ValueError):
+        with pytest.raises(json.JSONDecodeError):
             json.loads(raw)  # the raw bytes really are broken
     decoded = quirks.decode(raw, "127.0.0.1")
     assert name in decoded.repairs
@@ -89,12 +93,15 @@ def test_combined_bmminer_defects() -> None:
     assert decoded.data["STATS"][1]["GHS 5s"] == 110566.89
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"STATUS":[{"STATUS":"S"',  # truncated
-    b"<html>not json</html>",
-    b"",
-    b'["a list", "not an object"]',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"STATUS":[{"STATUS":"S"',  # truncated
+        b"<html>not json</html>",
+        b"",
+        b'["a list", "not an object"]',
+    ],
+)
 def test_unrepairable_raises_with_excerpt(raw: bytes) -> None:
     with pytest.raises(MinerResponseError) as info:
         quirks.decode(raw, "10.0.0.9")
@@ -102,15 +109,23 @@ def test_unrepairable_raises_with_excerpt(raw: bytes) -> None:
     assert info.value.host == "10.0.0.9"
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("37603.30", 37603.3), ("", None), (None, None), (525, 525.0), (0.0, 0.0), (True, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("37603.30", 37603.3),
+        ("", None),
+        (None, None),
+        (525, 525.0),
+        (0.0, 0.0),
+        (True, None),
+    ],
+)
 def test_number_accepts_strings(value: object, expected: float | None) -> None:
     assert quirks.number(value) == expected
 
 
 def test_number_rejects_text() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="could not convert"):
         quirks.number("fast")
 
 

@@ -21,8 +21,11 @@ SSH_FAST = Timeouts(connect_s=0.5, read_s=2.0)
 
 
 def _asyncssh_exception_classes() -> list[type[BaseException]]:
-    return [obj for _, obj in inspect.getmembers(asyncssh, inspect.isclass)
-            if issubclass(obj, BaseException)]
+    return [
+        obj
+        for _, obj in inspect.getmembers(asyncssh, inspect.isclass)
+        if issubclass(obj, BaseException)
+    ]
 
 
 @pytest.mark.parametrize("cls", _asyncssh_exception_classes(), ids=lambda c: c.__name__)
@@ -43,7 +46,8 @@ def test_specific_mappings() -> None:
     assert type(map_asyncssh_error(HOST, lost)) is MinerConnectionError
     failed = asyncssh.ProcessError(None, "false", None, 1, None, 1, "", "")
     mapped = map_asyncssh_error(HOST, failed)
-    assert isinstance(mapped, MinerCommandError) and mapped.code == 1
+    assert isinstance(mapped, MinerCommandError)
+    assert mapped.code == 1
 
 
 def test_known_hosts_is_mandatory(tmp_path: Path) -> None:
@@ -55,8 +59,13 @@ def test_known_hosts_is_mandatory(tmp_path: Path) -> None:
 
 async def test_commands_reuse_one_connection_and_exit_codes_are_typed(tmp_path: Path) -> None:
     async with FakeBosminerSsh(NEW_TOML) as srv:
-        t = SshTransport(HOST, srv.port, credentials=ANTMINER_CREDS,
-                         known_hosts=srv.write_known_hosts(tmp_path / "kh"), timeouts=SSH_FAST)
+        t = SshTransport(
+            HOST,
+            srv.port,
+            credentials=ANTMINER_CREDS,
+            known_hosts=srv.write_known_hosts(tmp_path / "kh"),
+            timeouts=SSH_FAST,
+        )
         try:
             assert "power_target" in await t.run("cat /etc/bosminer.toml")
             with pytest.raises(MinerCommandError) as info:
@@ -70,8 +79,9 @@ async def test_commands_reuse_one_connection_and_exit_codes_are_typed(tmp_path: 
 async def test_refused(tmp_path: Path) -> None:
     kh = tmp_path / "kh"
     kh.write_text("")
-    t = SshTransport(HOST, closed_port(), credentials=ANTMINER_CREDS, known_hosts=kh,
-                     timeouts=SSH_FAST)
+    t = SshTransport(
+        HOST, closed_port(), credentials=ANTMINER_CREDS, known_hosts=kh, timeouts=SSH_FAST
+    )
     with pytest.raises(MinerConnectError):
         await t.run("true")
     await t.close()
@@ -81,8 +91,7 @@ async def test_connect_timeout(tmp_path: Path) -> None:
     kh = tmp_path / "kh"
     kh.write_text("")
     with full_backlog_port() as port:
-        t = SshTransport(HOST, port, credentials=ANTMINER_CREDS, known_hosts=kh,
-                         timeouts=SSH_FAST)
+        t = SshTransport(HOST, port, credentials=ANTMINER_CREDS, known_hosts=kh, timeouts=SSH_FAST)
         started = time.monotonic()
         with pytest.raises(MinerConnectTimeoutError):
             await t.run("true")

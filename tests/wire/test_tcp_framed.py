@@ -33,9 +33,13 @@ async def test_frames_are_little_endian_and_the_connection_is_reused() -> None:
             second = json.loads(await t.send(SUMMARY_REQ))
         finally:
             await t.close()
-    assert first["msg"]["summary"]["hash-realtime"] == 171.259 == second["msg"]["summary"][
-        "hash-realtime"]
-    assert srv.connections == 1 and t.connects == 1
+    assert (
+        first["msg"]["summary"]["hash-realtime"]
+        == 171.259
+        == second["msg"]["summary"]["hash-realtime"]
+    )
+    assert srv.connections == 1
+    assert t.connects == 1
 
 
 async def test_wire_bytes() -> None:
@@ -49,8 +53,9 @@ async def test_wire_bytes() -> None:
         writer.close()
 
     server = await asyncio.start_server(handler, HOST, 0)
-    t = TcpFramedTransport(HOST, server.sockets[0].getsockname()[1], timeouts=FAST,
-                           heartbeat_interval_s=None)
+    t = TcpFramedTransport(
+        HOST, server.sockets[0].getsockname()[1], timeouts=FAST, heartbeat_interval_s=None
+    )
     assert await t.send(SUMMARY_REQ) == b"{}"
     await t.close()
     server.close()

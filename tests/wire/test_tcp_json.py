@@ -140,8 +140,9 @@ async def test_retry_recovers_from_one_refusal() -> None:
 
     srv = FakeRpcServer(fixtures.replies("antminer/v2020"))
     port = closed_port()
-    p = CgminerProtocol(TcpJsonTransport(HOST, port, timeouts=FAST),
-                        RetryPolicy(attempts=3, backoff_s=0.2))
+    p = CgminerProtocol(
+        TcpJsonTransport(HOST, port, timeouts=FAST), RetryPolicy(attempts=3, backoff_s=0.2)
+    )
 
     async def start_later() -> None:
         await asyncio.sleep(0.05)

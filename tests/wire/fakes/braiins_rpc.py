@@ -33,28 +33,57 @@ def replies() -> dict[str, bytes]:
     """Command → reply bytes for a BOS+ S19 XP."""
     summary = {
         "STATUS": _status(11, "Summary"),
-        "SUMMARY": [{"Elapsed": 20359, "MHS av": 143386982.75, "MHS 5s": 121015409.03,
-                     "MHS 1m": 119995007.79, "MHS 15m": 120954307.31, "Accepted": 5048,
-                     "Rejected": 10, "Hardware Errors": 0}],
+        "SUMMARY": [
+            {
+                "Elapsed": 20359,
+                "MHS av": 143386982.75,
+                "MHS 5s": 121015409.03,
+                "MHS 1m": 119995007.79,
+                "MHS 15m": 120954307.31,
+                "Accepted": 5048,
+                "Rejected": 10,
+                "Hardware Errors": 0,
+            }
+        ],
         "id": 1,
     }
     devs = {
         "STATUS": _status(9, "3 ASC(s)"),
-        "DEVS": [{"ASC": i - 1, "ID": i, "Enabled": "Y", "Status": "Alive", "MHS 1m": m1,
-                  "MHS 5s": m5, "Nominal MHS": nom} for i, m1, m5, nom, *_ in BOARDS],
+        "DEVS": [
+            {
+                "ASC": i - 1,
+                "ID": i,
+                "Enabled": "Y",
+                "Status": "Alive",
+                "MHS 1m": m1,
+                "MHS 5s": m5,
+                "Nominal MHS": nom,
+            }
+            for i, m1, m5, nom, *_ in BOARDS
+        ],
         "id": 1,
     }
     devdetails = {
         "STATUS": _status(69, "Device Details"),
-        "DEVDETAILS": [{"DEVDETAILS": i - 1, "ID": i, "Driver": "bitmain", "Chips": 110,
-                        "Frequency": mhz, "Model": "Antminer S19 XP"}
-                       for i, *_, mhz in BOARDS],
+        "DEVDETAILS": [
+            {
+                "DEVDETAILS": i - 1,
+                "ID": i,
+                "Driver": "bitmain",
+                "Chips": 110,
+                "Frequency": mhz,
+                "Model": "Antminer S19 XP",
+            }
+            for i, *_, mhz in BOARDS
+        ],
         "id": 1,
     }
     temps = {
         "STATUS": _status(201, "3 Temp(s)"),
-        "TEMPS": [{"TEMPS": i - 1, "ID": i, "Board": board, "Chip": chip}
-                  for i, _, _, _, board, chip, _ in BOARDS],
+        "TEMPS": [
+            {"TEMPS": i - 1, "ID": i, "Board": board, "Chip": chip}
+            for i, _, _, _, board, chip, _ in BOARDS
+        ],
         "id": 1,
     }
     fans = {
@@ -64,20 +93,38 @@ def replies() -> dict[str, bytes]:
     }
     tuner = {
         "STATUS": _status(203, "Tuner Status"),
-        "TUNERSTATUS": [{"PowerLimit": POWER_TARGET_W,
-                         "ApproximateMinerPowerConsumption": POWER_W,
-                         "DynamicPowerScaling": "Disabled",
-                         "TunerChainStatus": [{"HashchainIndex": i, "Status": "Stable"}
-                                              for i, *_ in BOARDS]}],
+        "TUNERSTATUS": [
+            {
+                "PowerLimit": POWER_TARGET_W,
+                "ApproximateMinerPowerConsumption": POWER_W,
+                "DynamicPowerScaling": "Disabled",
+                "TunerChainStatus": [{"HashchainIndex": i, "Status": "Stable"} for i, *_ in BOARDS],
+            }
+        ],
         "id": 1,
     }
     pools = {
         "STATUS": _status(7, "2 Pool(s)"),
-        "POOLS": [{"POOL": 0, "URL": "stratum+tcp://example.pool.com:3333", "User": "asic_rs.test",
-                   "Status": "Alive", "Accepted": 5048, "Rejected": 10, "Stratum Active": True},
-                  {"POOL": 1, "URL": "stratum+tcp://example.pool2.com:3333",
-                   "User": "asic_rs.test", "Status": "Alive", "Accepted": 0, "Rejected": 0,
-                   "Stratum Active": False}],
+        "POOLS": [
+            {
+                "POOL": 0,
+                "URL": "stratum+tcp://example.pool.com:3333",
+                "User": "asic_rs.test",
+                "Status": "Alive",
+                "Accepted": 5048,
+                "Rejected": 10,
+                "Stratum Active": True,
+            },
+            {
+                "POOL": 1,
+                "URL": "stratum+tcp://example.pool2.com:3333",
+                "User": "asic_rs.test",
+                "Status": "Alive",
+                "Accepted": 0,
+                "Rejected": 0,
+                "Stratum Active": False,
+            },
+        ],
         "id": 1,
     }
     version = {
@@ -85,6 +132,16 @@ def replies() -> dict[str, bytes]:
         "VERSION": [{"BOSer": "2025-11-21-0-eb658dcd-25.11-plus", "API": "3.7"}],
         "id": 1,
     }
-    return {name: json.dumps(reply).encode() for name, reply in (
-        ("summary", summary), ("devs", devs), ("devdetails", devdetails), ("temps", temps),
-        ("fans", fans), ("tunerstatus", tuner), ("pools", pools), ("version", version))}
+    return {
+        name: json.dumps(reply).encode()
+        for name, reply in (
+            ("summary", summary),
+            ("devs", devs),
+            ("devdetails", devdetails),
+            ("temps", temps),
+            ("fans", fans),
+            ("tunerstatus", tuner),
+            ("pools", pools),
+            ("version", version),
+        )
+    }

@@ -2,7 +2,8 @@
 
 Reads answer from real fixture bytes keyed by ``(cmd, param)``; ``set.*`` commands verify
 the salted token (written from protocols.md §3.5, independently of the agent) and update a
-little state. Faults: ``close_after`` N replies, then close on the next request; ``silent``, ``bad_length``.
+little state. Faults: ``close_after`` (N replies, then close on the next request),
+``silent``, ``bad_length``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ class FakeV3Server:
         self.requests: list[dict[str, Any]] = []
         self.heartbeats = 0
         self.connections = 0
-        self.state: dict[str, Any] = {"power_limit": 3600, "power_mode": "normal",
-                                      "service": "start", "percent": None, "pools": None}
+        self.state: dict[str, Any] = {
+            "power_limit": 3600,
+            "power_mode": "normal",
+            "service": "start",
+            "percent": None,
+            "pools": None,
+        }
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self.port = 0
@@ -139,9 +145,11 @@ class FakeV3Server:
     def _write(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
         ts = request.get("ts")
         digest = hashlib.sha256(f"{cmd}{self.password}{self.salt}{ts}".encode()).digest()
-        if (request.get("account") != self.account
-                or request.get("token") != base64.b64encode(digest).decode()[:8]
-                or not self.write_enabled):
+        if (
+            request.get("account") != self.account
+            or request.get("token") != base64.b64encode(digest).decode()[:8]
+            or not self.write_enabled
+        ):
             return _reply(-4, "no permission", cmd)
         param = request.get("param")
         s = self.state

@@ -27,8 +27,15 @@ ANTMINER_ALLOWED = frozenset({"stats", "pools", "devs", "summary", "version"})
 def status_reply(letter: str, code: int, msg: str, description: str = "cgminer 1.0.0") -> dict:
     """A cgminer-style reply with only a STATUS section."""
     return {
-        "STATUS": [{"STATUS": letter, "When": int(time.time()), "Code": code, "Msg": msg,
-                    "Description": description}],
+        "STATUS": [
+            {
+                "STATUS": letter,
+                "When": int(time.time()),
+                "Code": code,
+                "Msg": msg,
+                "Description": description,
+            }
+        ],
         "id": 1,
     }
 

@@ -70,8 +70,14 @@ _WRITE = re.compile(r"^cat > (\S+)$")
 class FakeBosminerSsh:
     """Password-authenticated SSH server holding one bosminer.toml."""
 
-    def __init__(self, toml_text: str, *, username: str = "root", password: str = "root",
-                 truncate_writes: bool = False) -> None:
+    def __init__(
+        self,
+        toml_text: str,
+        *,
+        username: str = "root",
+        password: str = "root",
+        truncate_writes: bool = False,
+    ) -> None:
         self.truncate_writes = truncate_writes
         self.files = {CONFIG: toml_text}
         self.username = username
@@ -102,7 +108,10 @@ class FakeBosminerSsh:
                 return username == server.username and password == server.password
 
         self._server = await asyncssh.create_server(
-            _Auth, "127.0.0.1", 0, server_host_keys=[self.host_key],
+            _Auth,
+            "127.0.0.1",
+            0,
+            server_host_keys=[self.host_key],
             process_factory=self._process,
         )
         self.port = self._server.sockets[0].getsockname()[1]

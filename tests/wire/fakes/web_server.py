@@ -22,12 +22,21 @@ REALM = "antMiner Configuration"
 #: Synthetic `get_miner_conf` (keys per protocols.md §1.4; pools as in the S19 Pro fixture).
 MINER_CONF: dict[str, Any] = {
     "pools": [
-        {"url": "stratum+tcp://btc.global.luxor.tech:700", "user": "satokierepair.H04YK",
-         "pass": "x"},
-        {"url": "stratum+tcp://btc.global.luxor.tech:700", "user": "satokierepair.H04YK",
-         "pass": "x"},
-        {"url": "stratum+tcp://btc.global.luxor.tech:700", "user": "satokierepair.H04YK",
-         "pass": "x"},
+        {
+            "url": "stratum+tcp://btc.global.luxor.tech:700",
+            "user": "satokierepair.H04YK",
+            "pass": "x",
+        },
+        {
+            "url": "stratum+tcp://btc.global.luxor.tech:700",
+            "user": "satokierepair.H04YK",
+            "pass": "x",
+        },
+        {
+            "url": "stratum+tcp://btc.global.luxor.tech:700",
+            "user": "satokierepair.H04YK",
+            "pass": "x",
+        },
     ],
     "api-listen": True,
     "api-network": True,
@@ -47,45 +56,79 @@ MINER_CONF: dict[str, Any] = {
 #: Synthetic web `summary.cgi` (object STATUS, status list), S19 Pro fixture numbers.
 WEB_SUMMARY: dict[str, Any] = {
     "STATUS": {"STATUS": "S", "when": 1755615295, "Msg": "summary", "api_version": "1.0.0"},
-    "INFO": {"miner_version": "49.0.1.3", "CompileTime": "Tue Dec  6 16:12:30 CST 2022",
-             "type": "Antminer S19 Pro"},
-    "SUMMARY": [{
-        "elapsed": 50474, "rate_5s": 110566.89, "rate_30m": 111878.26, "rate_avg": 111834.85,
-        "rate_ideal": 110000.0, "rate_unit": "GH/s", "hw_all": 562, "bestshare": 12904207043,
-        "status": [
-            {"type": "rate", "status": "s", "code": 0, "msg": ""},
-            {"type": "network", "status": "s", "code": 0, "msg": ""},
-            {"type": "fans", "status": "s", "code": 0, "msg": ""},
-            {"type": "temp", "status": "w", "code": 341, "msg": "temperature high"},
-        ],
-    }],
+    "INFO": {
+        "miner_version": "49.0.1.3",
+        "CompileTime": "Tue Dec  6 16:12:30 CST 2022",
+        "type": "Antminer S19 Pro",
+    },
+    "SUMMARY": [
+        {
+            "elapsed": 50474,
+            "rate_5s": 110566.89,
+            "rate_30m": 111878.26,
+            "rate_avg": 111834.85,
+            "rate_ideal": 110000.0,
+            "rate_unit": "GH/s",
+            "hw_all": 562,
+            "bestshare": 12904207043,
+            "status": [
+                {"type": "rate", "status": "s", "code": 0, "msg": ""},
+                {"type": "network", "status": "s", "code": 0, "msg": ""},
+                {"type": "fans", "status": "s", "code": 0, "msg": ""},
+                {"type": "temp", "status": "w", "code": 341, "msg": "temperature high"},
+            ],
+        }
+    ],
 }
 
 #: Synthetic web `stats.cgi` chain list, S19 Pro fixture numbers.
 WEB_STATS: dict[str, Any] = {
     "STATUS": {"STATUS": "S", "when": 1755615295, "Msg": "stats", "api_version": "1.0.0"},
-    "INFO": {"miner_version": "49.0.1.3", "CompileTime": "Tue Dec  6 16:12:30 CST 2022",
-             "type": "Antminer S19 Pro"},
-    "STATS": [{
-        "elapsed": 50474, "rate_5s": 110566.89, "rate_avg": 111834.63, "rate_30m": 111878.26,
-        "rate_ideal": 110000.0, "rate_unit": "GH/s", "chain_num": 3, "fan_num": 4,
-        "fan": [6000, 5880, 5040, 5040], "hwp_total": 0.0,
-        "chain": [
-            {"index": i, "freq_avg": 525, "rate_ideal": 36666.67, "rate_real": rate,
-             "asic_num": 114, "asic": "oooo", "temp_pic": pic, "temp_pcb": pcb,
-             "temp_chip": chip, "hw": hw, "eeprom_loaded": True, "sn": f"SN{i}"}
-            for i, rate, pcb, chip, pic, hw in (
-                (0, 37603.30, [73, 45, 64, 65], [78, 50, 69, 70], [63, 35, 54, 55], 183),
-                (1, 35536.22, [47, 50, 65, 66], [52, 55, 70, 71], [37, 40, 55, 56], 195),
-                (2, 37427.38, [46, 44, 64, 63], [51, 49, 69, 68], [36, 34, 54, 53], 184),
-            )
-        ],
-    }],
+    "INFO": {
+        "miner_version": "49.0.1.3",
+        "CompileTime": "Tue Dec  6 16:12:30 CST 2022",
+        "type": "Antminer S19 Pro",
+    },
+    "STATS": [
+        {
+            "elapsed": 50474,
+            "rate_5s": 110566.89,
+            "rate_avg": 111834.63,
+            "rate_30m": 111878.26,
+            "rate_ideal": 110000.0,
+            "rate_unit": "GH/s",
+            "chain_num": 3,
+            "fan_num": 4,
+            "fan": [6000, 5880, 5040, 5040],
+            "hwp_total": 0.0,
+            "chain": [
+                {
+                    "index": i,
+                    "freq_avg": 525,
+                    "rate_ideal": 36666.67,
+                    "rate_real": rate,
+                    "asic_num": 114,
+                    "asic": "oooo",
+                    "temp_pic": pic,
+                    "temp_pcb": pcb,
+                    "temp_chip": chip,
+                    "hw": hw,
+                    "eeprom_loaded": True,
+                    "sn": f"SN{i}",
+                }
+                for i, rate, pcb, chip, pic, hw in (
+                    (0, 37603.30, [73, 45, 64, 65], [78, 50, 69, 70], [63, 35, 54, 55], 183),
+                    (1, 35536.22, [47, 50, 65, 66], [52, 55, 70, 71], [37, 40, 55, 56], 195),
+                    (2, 37427.38, [46, 44, 64, 63], [51, 49, 69, 68], [36, 34, 54, 53], 184),
+                )
+            ],
+        }
+    ],
 }
 
 
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - HTTP digest is MD5
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 class FakeAntminerWeb:
@@ -170,16 +213,27 @@ class FakeAntminerWeb:
         finally:
             writer.transport.abort()
 
-    async def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                      writer: asyncio.StreamWriter) -> bool:
+    async def _handle(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
         authed = self._authorized(method, path, headers.get("authorization", ""))
         self.requests.append((method, path, authed))
         if not authed:
             nonce = secrets.token_hex(16)
             self._nonces.add(nonce)
             challenge = f'Digest realm="{REALM}", nonce="{nonce}", qop="auth", algorithm=MD5'
-            await self._send(writer, 401, b"<html>401 Unauthorized</html>",
-                             {"WWW-Authenticate": challenge}, "text/html")
+            await self._send(
+                writer,
+                401,
+                b"<html>401 Unauthorized</html>",
+                {"WWW-Authenticate": challenge},
+                "text/html",
+            )
             return True
         name = path.removeprefix("/cgi-bin/").removesuffix(".cgi")
         if method == "POST" and name == "set_miner_conf":
@@ -192,8 +246,9 @@ class FakeAntminerWeb:
                 self.conf["pools"] = request["pools"]
             if self.drop_set_reply:
                 return False
-            await self._send(writer, 200, json.dumps(
-                {"stats": "success", "code": "M000", "msg": "OK!"}).encode())
+            await self._send(
+                writer, 200, json.dumps({"stats": "success", "code": "M000", "msg": "OK!"}).encode()
+            )
             return True
         if method == "GET" and name == "get_miner_conf":
             await self._send(writer, 200, json.dumps(self.conf).encode())
@@ -222,12 +277,21 @@ class FakeAntminerWeb:
         )
         return fields.get("response") == expected
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes,
-                    headers: dict[str, str] | None = None,
-                    content_type: str = "application/json") -> None:
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}[status]
-        head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}",
-                f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        head = [
+            f"HTTP/1.1 {status} {reason}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+            "Connection: keep-alive",
+        ]
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         await writer.drain()

@@ -26,8 +26,7 @@ def _hash_part(password: str, salt: str) -> str:
 
 
 def _flat(status: str, code: int, msg: Any) -> dict[str, Any]:
-    return {"STATUS": status, "When": int(time.time()), "Code": code, "Msg": msg,
-            "Description": ""}
+    return {"STATUS": status, "When": int(time.time()), "Code": code, "Msg": msg, "Description": ""}
 
 
 class V2Privileged:
@@ -48,8 +47,13 @@ class V2Privileged:
         self.tokens: dict[str, float] = {}  # sign -> issued (monotonic)
         self.tokens_issued = 0
         self.executed: list[dict[str, Any]] = []
-        self.state: dict[str, Any] = {"power_limit": 3300, "mode": "normal", "mineroff": False,
-                                      "percent": 100, "pools": []}
+        self.state: dict[str, Any] = {
+            "power_limit": 3300,
+            "mode": "normal",
+            "mineroff": False,
+            "percent": 100,
+            "pools": [],
+        }
 
     def _key(self) -> bytes:
         return hashlib.sha256(_hash_part(self.password, SALT).encode()).digest()
