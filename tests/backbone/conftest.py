@@ -51,3 +51,75 @@ def _s19jpro() -> HardwareProfile:
 def profile_s19jpro() -> HardwareProfile:
     """The S19j Pro profile (shipped one if present)."""
     return _s19jpro()
+
+
+def make_snapshot(miner_id: str, ts: float, *, hashrate: float = 100.0, boards: int = 3):
+    """A plausible stock-Antminer snapshot (no power reading) at epoch ``ts``."""
+    from datetime import UTC, datetime
+
+    from agent.snapshot import BoardReading, MinerSnapshot, PoolReading
+
+    return MinerSnapshot(
+        miner_id=miner_id,
+        host="127.0.0.1",
+        ts=datetime.fromtimestamp(ts, UTC),
+        make="antminer",
+        model="S19j Pro",
+        firmware="test",
+        hashrate_ths=hashrate,
+        fans_rpm=(5000, 5100, 5050, 4990),
+        uptime_s=int(ts) % 100_000,
+        hw_errors=int(ts) % 1000,
+        accepted=int(ts) % 5000,
+        rejected=3,
+        boards=tuple(
+            BoardReading(
+                slot=s,
+                hashrate_ths=hashrate / boards,
+                board_temp_c=60.0 + s,
+                chip_temp_c=75.0 + s,
+                chips=126,
+                expected_chips=126,
+                freq_mhz=500.0,
+            )
+            for s in range(boards)
+        ),
+        pools=(PoolReading(url="stratum+tcp://127.0.0.1:3333", user="farm.w1", status="Alive"),),
+    )
+
+
+def make_cycle(started: float, miner_ids, *, down=(), profile=None):
+    """A Cycle with a snapshot per miner and a gap for each miner in ``down``."""
+    from agent.features.signals import flatten
+    from agent.store import Cycle, Gap, MinerState
+
+    snaps, gaps, states = [], [], []
+    for i, mid in enumerate(miner_ids):
+        ts = started + 0.01 * i
+        if mid in down:
+            gaps.append(Gap(mid, ts, "MinerTimeoutError", f"127.0.0.1: no answer in 5 s ({mid})"))
+            states.append(
+                MinerState(
+                    mid,
+                    "127.0.0.1",
+                    state="down",
+                    last_error_ts=ts,
+                    last_error_class="MinerTimeoutError",
+                    last_error="no answer",
+                    failures=1,
+                )
+            )
+        else:
+            snap = make_snapshot(mid, ts)
+            snaps.append((snap, flatten(snap, profile)))
+            states.append(
+                MinerState(
+                    mid,
+                    "127.0.0.1",
+                    driver="antminer",
+                    model="S19j Pro",
+                    state="up",
+                    last_success=ts,
+                )
+            )
+    return Cycle(started=started, duration_s=0.5, snapshots=snaps, gaps=gaps, miners=states)

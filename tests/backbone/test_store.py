@@ -1,0 +1,201 @@
+"""Store: one transaction per cycle, loud failures, retention, aggregates, disk cap."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from agent.errors import StoreError
+from agent.store import CAP_HIGH_WATER, Gap, Store
+from agent.store_schema import APPLICATION_ID, SCHEMA_VERSION
+from tests.backbone.conftest import make_cycle
+
+T0 = 1_750_000_000.0 - (1_750_000_000.0 % 300)
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "state" / "hashpilot.db"
+
+
+def test_fresh_store_is_ours_wal_versioned(db) -> None:
+    store = Store(db)
+    pragma = lambda p: store.conn.execute(f"PRAGMA {p}").fetchone()[0]  # noqa: E731
+    assert pragma("application_id") == APPLICATION_ID
+    assert pragma("user_version") == SCHEMA_VERSION
+    assert pragma("journal_mode") == "wal"
+    assert pragma("auto_vacuum") == 2  # incremental: pruning can hand pages back
+    assert pragma("synchronous") == 2  # FULL
+    store.close()
+    Store(db).close()  # reopening an existing store migrates nothing and checks clean
+
+
+def test_cycle_round_trip_and_fleet(db, profile_s19jpro) -> None:
+    store = Store(db)
+    cid = store.write_cycle(make_cycle(T0, ["a", "b", "c"], down={"c"}, profile=profile_s19jpro))
+    assert cid == 1
+    assert store.counts() | {"features": 0} == {
+        "miners": 3,
+        "cycles": 1,
+        "snapshots": 2,
+        "boards": 6,
+        "gaps": 1,
+        "features": 0,
+        "aggregates_5m": 0,
+    }
+    fleet = {r.miner_id: r for r in store.fleet()}
+    assert fleet["a"].state == "up"
+    assert fleet["a"].hashrate_ths == 100.0
+    assert fleet["a"].expected_ths == profile_s19jpro.rated.hashrate_ths
+    assert fleet["a"].power_w is None  # stock Antminer: no power reading, stored as NULL not 0
+    assert fleet["a"].chip_temp_max_c == 77.0
+    assert fleet["c"].state == "down"
+    assert fleet["c"].hashrate_ths is None
+    assert fleet["c"].last_error_class == "MinerTimeoutError"
+    gap = store.conn.execute("SELECT miner_id, error_class, cycle_id FROM gaps").fetchone()
+    assert gap == ("c", "MinerTimeoutError", 1)
+    # A later failure of "a" keeps its last snapshot for the table.
+    store.write_cycle(make_cycle(T0 + 30, ["a"], down={"a"}))
+    fleet = {r.miner_id: r for r in store.fleet()}
+    assert fleet["a"].state == "down"
+    assert fleet["a"].hashrate_ths == 100.0
+    store.close()
+
+
+def test_a_failed_cycle_leaves_nothing_behind(db) -> None:
+    store = Store(db)
+    store.write_cycle(make_cycle(T0, ["a"]))
+    bad = make_cycle(T0 + 30, ["a", "b"], down={"c"})
+    # A gap without an error class violates NOT NULL after the snapshots went in.
+    bad = replace(bad, gaps=[Gap("c", T0 + 30, None, "x")])  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="writing cycle failed"):
+        store.write_cycle(bad)
+    assert store.counts()["cycles"] == 1
+    assert store.counts()["snapshots"] == 1
+    assert store.conn.execute("SELECT count(*) FROM miners WHERE id = 'b'").fetchone()[0] == 0
+    assert store.write_cycle(make_cycle(T0 + 60, ["a", "b"])) == 2  # and the writer carries on
+    store.close()
+
+
+def test_duplicate_board_slots_do_not_sink_the_cycle(db) -> None:
+    store = Store(db)
+    cycle = make_cycle(T0, ["a", "b"])
+    snap, flat = cycle.snapshots[0]
+    twice = replace(snap, boards=(*snap.boards, snap.boards[0]))
+    store.write_cycle(replace(cycle, snapshots=[(twice, flat), cycle.snapshots[1]]))
+    assert store.counts()["boards"] == 6
+    store.close()
+
+
+def test_refuses_a_newer_schema_without_touching_it(db) -> None:
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match="newer agent"):
+        Store(db)
+    assert db.read_bytes() == before
+
+
+def test_refuses_foreign_and_garbage_files(db) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE other (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a hashpilot store"):
+        Store(db)
+    db.write_bytes(b"definitely not sqlite" * 100)
+    with pytest.raises(StoreError, match="refusing to reset"):
+        Store(db)
+    assert db.read_bytes() == b"definitely not sqlite" * 100
+
+
+def test_detects_corruption_instead_of_resetting(db) -> None:
+    store = Store(db)
+    for i in range(40):
+        store.write_cycle(make_cycle(T0 + 30 * i, [f"m{j}" for j in range(30)]))
+    store.close()
+    data = bytearray(db.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    for p in range(5, len(data) // page, 3):  # scribble over every third page's header
+        data[p * page : p * page + 16] = b"\xff" * 16
+    db.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"corrupt|malformed|not a readable"):
+        Store(db)
+
+
+def test_readonly_open_for_status(db) -> None:
+    with pytest.raises(StoreError, match="no store"):
+        Store(db, readonly=True)
+    writer = Store(db)
+    writer.write_cycle(make_cycle(T0, ["a"]))
+    reader = Store(db, readonly=True)
+    assert [r.miner_id for r in reader.fleet()] == ["a"]
+    with pytest.raises(sqlite3.OperationalError):
+        reader.conn.execute("DELETE FROM miners")
+    reader.close()
+    writer.close()
+
+
+def test_retention_and_five_minute_aggregates(db) -> None:
+    store = Store(db, raw_days=1.0, agg_days=2.0, durable=False)
+    miners = ["a", "b"]
+    for i in range(0, 3 * 2880, 10):  # 3 days, one cycle every 300 s
+        store.write_cycle(make_cycle(T0 + 30 * i, miners, down={"b"} if i % 20 == 0 else ()))
+    now = T0 + 30 * 3 * 2880
+    deleted = store.enforce_retention(now)
+    assert deleted["snapshots"] > 0
+    assert deleted["aggregates"] > 0
+    oldest_raw = store.conn.execute("SELECT min(ts) FROM snapshots").fetchone()[0]
+    assert oldest_raw >= now - 86400
+    oldest_agg = store.conn.execute("SELECT min(bucket) FROM aggregates_5m").fetchone()[0]
+    assert now - 2 * 86400 <= oldest_agg < now - 86400  # aggregates outlive the raw rows
+    rows = store.conn.execute(
+        "SELECT miner_id, samples, gaps, hashrate_ths_avg, chip_temp_max_c_max FROM aggregates_5m "
+        "WHERE bucket = ? ORDER BY miner_id",
+        (T0 + 300 * 600,),
+    ).fetchall()
+    assert rows == [("a", 1, 0, 100.0, 77.0), ("b", 0, 1, None, None)]  # a gap is not a zero
+    store.close()
+
+
+def test_disk_cap_holds_under_a_long_run(db) -> None:
+    """A simulated month of 40 miners never pushes the files past a 2 MB cap."""
+    cap = 2_000_000
+    # durable=False: no fsync at commits and checkpoints (8-20 ms each on this VM) that would
+    # make this test I/O-bound; the size accounting is the same.
+    store = Store(db, disk_cap_bytes=cap, raw_days=7.0, agg_days=90.0, durable=False)
+    miners = [f"m{j:03d}" for j in range(40)]
+    sizes = []
+    for i in range(1000):  # one cycle per simulated 45 min: 31 days
+        store.write_cycle(make_cycle(T0 + 2700 * i, miners, down={"m007"} if i % 7 == 0 else ()))
+        size = db.stat().st_size + (db.with_name(db.name + "-wal").stat().st_size)
+        assert size <= cap, f"cycle {i}: {size} bytes on disk > cap {cap}"
+        assert store.size_bytes() <= cap
+        sizes.append(size)
+    assert max(sizes) > CAP_HIGH_WATER * cap * 0.8  # the cap was actually reached, and held
+    newest = store.conn.execute("SELECT max(ts) FROM snapshots").fetchone()[0]
+    assert newest >= T0 + 2700 * 999  # pruning removes the oldest rows, never the newest
+    # ... and only as many as needed: well over half the cap still holds raw history.
+    kept = store.conn.execute("SELECT count(DISTINCT cycle_id) FROM snapshots").fetchone()[0]
+    per_cycle = store._last_cycle_bytes
+    assert kept * per_cycle > 0.5 * cap, (kept, per_cycle)
+    assert store.counts()["aggregates_5m"] > 0
+    assert store.integrity_check() == ["ok"]
+    store.close()
+
+
+def test_cycle_too_big_for_the_cap_is_refused_not_written(db) -> None:
+    store = Store(db, disk_cap_bytes=300_000, durable=False)
+    for i in range(5):
+        store.write_cycle(make_cycle(T0 + 30 * i, [f"m{j}" for j in range(20)]))
+    before = store.counts()
+    with pytest.raises(StoreError, match="disk cap"):
+        store.write_cycle(make_cycle(T0 + 300, [f"m{j}" for j in range(2000)]))
+    assert store.counts()["cycles"] <= before["cycles"]  # pruned maybe, never over the cap
+    assert store.size_bytes() <= 300_000
+    store.close()
