@@ -304,7 +304,16 @@ def run_budget(kept: list[dict[str, Any]], econ_budget: Economics) -> dict[str, 
 
 # ----------------------------------------------------------------------------------------
 _RSS_SNIPPET = """
-import logging, resource, sys, time
+import logging, sys, time
+
+
+def hwm():
+    # peak RSS of this process image in MB; /proc's VmHWM resets at exec, unlike
+    # getrusage's ru_maxrss, which inherits the forking parent's peak
+    with open("/proc/self/status") as fh:
+        return next(int(x.split()[1]) for x in fh if x.startswith("VmHWM")) / 1024
+
+
 t0 = time.perf_counter()
 import structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -316,7 +325,7 @@ heavy = [m for m in ("sklearn", "skopt", "scipy") if m in sys.modules]
 if {run}:
     from agent.optimize.fleet import demo_round
     demo_round()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = hwm()
 print(f"{{rss:.1f}} {{time.perf_counter() - t0:.3f}} {{','.join(heavy) or '-'}}")
 """
 

@@ -10,8 +10,10 @@ bisection finds the smallest λ that fits the cap. This *is* "throttle where the
 $/W is lowest": at the optimum every unit runs where its marginal profit per watt equals
 λ, and units whose whole curve earns less than λ per watt go to sleep (least efficient
 first). The relaxation is exact on the concave hull of each curve; the leftover capacity
-is then filled greedily by the upgrades with the best Δprofit/ΔW, which closes most of the
-remaining gap. It costs O(units × options × log) — fine for thousands of units, where the
+is then filled greedily by the upgrades with the best Δprofit/ΔW; the same repair is also
+started from a few lower prices (shedding the overshoot first, cheapest loss per watt),
+and the best plan wins, which closes most of the gap that sleep — a jump, not a slope —
+leaves. It costs O(units × options × log) — fine for thousands of units, where the
 exact DP (:func:`allocate_exact`, kept for benchmarks and tests) is O(units × options ×
 cap/resolution) and is not.
 
@@ -136,22 +138,8 @@ def _action(curve: UnitCurve, chosen: Option) -> str:
     return "throttle" if chosen.power_w < curve.current.power_w else "raise"
 
 
-def _solve(option_sets: list[list[Option]], cap: float | None) -> tuple[list[Option], float]:
-    """Lagrangian bisection + greedy fill; returns the choice and the shadow price."""
-    choice = [_pick(opts, 0.0) for opts in option_sets]
-    if cap is None or sum(o.power_w for o in choice) <= cap:
-        return choice, 0.0
-    lo, hi = 0.0, 1.0
-    while sum(o.power_w for o in (_pick(s, hi) for s in option_sets)) > cap and hi < 1e6:
-        hi *= 2.0
-    for _ in range(LAMBDA_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        if sum(o.power_w for o in (_pick(s, mid) for s in option_sets)) > cap:
-            lo = mid
-        else:
-            hi = mid
-    choice = [_pick(s, hi) for s in option_sets]
-    # Greedy fill of the capacity the relaxation leaves: best Δprofit/ΔW upgrade first.
+def _fill(option_sets: list[list[Option]], choice: list[Option], cap: float) -> None:
+    """Greedy fill of spare capacity: best Δprofit/ΔW upgrade first, while one fits."""
     spare = cap - sum(o.power_w for o in choice)
     while True:
         best: tuple[float, int, Option] | None = None
@@ -166,11 +154,65 @@ def _solve(option_sets: list[list[Option]], cap: float | None) -> tuple[list[Opt
                 if best is None or ratio > best[0]:
                     best = (ratio, i, o)
         if best is None:
-            break
+            return
         _, i, o = best
         spare -= o.power_w - choice[i].power_w
         choice[i] = o
-    return choice, hi
+
+
+def _shed(option_sets: list[list[Option]], choice: list[Option], cap: float) -> None:
+    """Greedy shedding down to the cap: cheapest Δprofit per watt saved first."""
+    over = sum(o.power_w for o in choice) - cap
+    while over > 0:
+        best: tuple[float, int, Option] | None = None
+        for i, opts in enumerate(option_sets):
+            cur = choice[i]
+            for o in opts:
+                dw = cur.power_w - o.power_w
+                if dw <= 0:
+                    continue
+                loss = max(cur.profit_usd_day - o.profit_usd_day, 0.0) / min(dw, over)
+                if best is None or loss < best[0]:
+                    best = (loss, i, o)
+        if best is None:
+            return
+        _, i, o = best
+        over -= choice[i].power_w - o.power_w
+        choice[i] = o
+
+
+#: Fractions of the bisected shadow price from which the greedy repair is also started; a
+#: lower price overshoots the cap and is shed back, which closes most of the duality gap
+#: that sleeping (a jump, not a slope) leaves.
+LAMBDA_RESTARTS = (1.0, 0.9, 0.75, 0.5, 0.25, 0.0)
+
+
+def _solve(option_sets: list[list[Option]], cap: float | None) -> tuple[list[Option], float]:
+    """Lagrangian bisection, then shed/fill repairs from a few prices; best plan wins."""
+    choice = [_pick(opts, 0.0) for opts in option_sets]
+    if cap is None or sum(o.power_w for o in choice) <= cap:
+        return choice, 0.0
+    lo, hi = 0.0, 1.0
+    while sum(o.power_w for o in (_pick(s, hi) for s in option_sets)) > cap and hi < 1e6:
+        hi *= 2.0
+    for _ in range(LAMBDA_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        if sum(o.power_w for o in (_pick(s, mid) for s in option_sets)) > cap:
+            lo = mid
+        else:
+            hi = mid
+    best: list[Option] | None = None
+    for frac in LAMBDA_RESTARTS:
+        cand = [_pick(s, hi * frac) for s in option_sets]
+        _shed(option_sets, cand, cap)
+        _fill(option_sets, cand, cap)
+        if sum(o.power_w for o in cand) > cap:
+            continue
+        if best is None or sum(o.profit_usd_day for o in cand) > sum(
+            o.profit_usd_day for o in best
+        ):
+            best = cand
+    return (best if best is not None else [_pick(s, hi) for s in option_sets]), hi
 
 
 def allocate(

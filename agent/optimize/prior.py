@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from agent.errors import ConfigError, ModelError
+from agent.errors import AgentError, ConfigError, ModelError
 from agent.optimize.surrogate import ThermalPrior
 from agent.profiles import HardwareProfile
 from agent.snapshot import Settings
@@ -353,6 +353,7 @@ class BundlePrior:
         models: Mapping[str, RowModel],
         feature_names: Sequence[str],
         *,
+        required: Sequence[str] | None = None,
         relative_sd: Mapping[str, float] | None = None,
         version: str = "unknown",
     ) -> None:
@@ -363,6 +364,8 @@ class BundlePrior:
             raise ModelError("bundle response model declares no features")
         self.models = dict(models)
         self.feature_names = tuple(feature_names)
+        #: Features that must be present; the others go in as missing (``None``).
+        self.required = tuple(self.feature_names if required is None else required)
         self.relative_sd = dict(relative_sd or {})
         self.version = version
 
@@ -378,11 +381,16 @@ class BundlePrior:
             raise ModelError("agent.inference.model offers no response model loader")
         try:
             bundle = loader(bundle_dir)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, AgentError) as err:
             raise ModelError(f"response model in {bundle_dir} unusable: {err}") from err
+        try:
+            from agent.inference.miner import REQUIRED_FEATURES
+        except ImportError:  # an older inference module: treat every feature as required
+            REQUIRED_FEATURES = tuple(bundle.feature_names)
         return cls(
             models=bundle.models,
             feature_names=bundle.feature_names,
+            required=REQUIRED_FEATURES,
             relative_sd=getattr(bundle, "relative_sd", None),
             version=str(getattr(bundle, "version", "unknown")),
         )
@@ -390,10 +398,10 @@ class BundlePrior:
     def predict(self, settings: Settings, context: PriorContext) -> Response:
         """Predicted response; ``ModelError`` when a required feature is missing."""
         feats = settings_features(settings, context)
-        missing = [f for f in self.feature_names if f not in feats]
+        missing = [f for f in self.required if f not in feats]
         if missing:
             raise ModelError(f"response model needs missing features {missing}")
-        row = [feats[f] for f in self.feature_names]
+        row: list[float | None] = [feats.get(f) for f in self.feature_names]
         out: dict[str, float] = {}
         for target in BUNDLE_TARGETS:
             value = float(self.models[target].predict_row(row))
