@@ -75,10 +75,18 @@ class WhatsminerDriver(MinerDriver):
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         token_lifetime_s: float | None = None,
+        token_refresh_margin_s: float | None = None,
     ) -> None:
         self.config = config
         host = config.host
-        extra = {} if token_lifetime_s is None else {"token_lifetime_s": token_lifetime_s}
+        extra = {
+            k: v
+            for k, v in (
+                ("token_lifetime_s", token_lifetime_s),
+                ("token_refresh_margin_s", token_refresh_margin_s),
+            )
+            if v is not None
+        }
         self.v2 = BtminerV2Protocol(
             TcpJsonTransport(host, config.ports.get("rpc", RPC_PORT), timeouts=timeouts),
             credentials.password,

@@ -13,7 +13,7 @@ from agent.errors import (
 )
 from agent.protocols.base import BaseProtocol, RetryPolicy, SessionExpiredError
 from agent.protocols.cgminer import CgminerProtocol
-from agent.transports.base import MinerConnectError
+from agent.transports.base import MinerConnectError, Timeouts
 from agent.transports.tcp_json import TcpJsonTransport
 from tests.wire.conftest import FAST, QUICK_RETRY
 from tests.wire.fakes import fixtures
@@ -23,8 +23,13 @@ HOST = "127.0.0.1"
 READS = ("version", "summary", "stats", "pools")
 
 
-def proto(port: int, retry: RetryPolicy = QUICK_RETRY) -> CgminerProtocol:
-    return CgminerProtocol(TcpJsonTransport(HOST, port, timeouts=FAST), retry)
+SHORT_READ = Timeouts(connect_s=0.5, read_s=0.2, deadline_s=1.0)
+
+
+def proto(
+    port: int, retry: RetryPolicy = QUICK_RETRY, timeouts: Timeouts = FAST
+) -> CgminerProtocol:
+    return CgminerProtocol(TcpJsonTransport(HOST, port, timeouts=timeouts), retry)
 
 
 async def test_multicommand_uses_one_connection() -> None:
@@ -83,8 +88,7 @@ async def test_reply_without_status_is_response_error() -> None:
 
 async def test_reads_are_retried_on_timeout() -> None:
     async with FakeRpcServer(mode="silent") as srv:
-        p = proto(srv.port, RetryPolicy(attempts=3, backoff_s=0.01))
-        p.transport.read_timeout_s = 0.2
+        p = proto(srv.port, RetryPolicy(attempts=3, backoff_s=0.01), SHORT_READ)
         with pytest.raises(MinerTimeoutError):
             await p.command("summary")
     assert srv.connections == 3
@@ -92,8 +96,7 @@ async def test_reads_are_retried_on_timeout() -> None:
 
 async def test_writes_are_not_resent_after_a_timeout() -> None:
     async with FakeRpcServer(mode="silent") as srv:
-        p = proto(srv.port, RetryPolicy(attempts=3, backoff_s=0.01))
-        p.transport.read_timeout_s = 0.2
+        p = proto(srv.port, RetryPolicy(attempts=3, backoff_s=0.01), SHORT_READ)
         with pytest.raises(MinerTimeoutError):
             await p.command("restart", idempotent=False)
     assert srv.connections == 1

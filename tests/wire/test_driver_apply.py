@@ -4,6 +4,7 @@ Braiins power target over SSH with a pinned host key."""
 from __future__ import annotations
 
 import asyncio
+import time
 import tomllib
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from tests.wire.fakes.ssh_server import NEW_TOML, OLD_TOML, FakeBosminerSsh
 from tests.wire.fakes.web_server import MINER_CONF
 from tests.wire.fakes.whatsminer_v2 import V2Privileged
 from tests.wire.helpers import antminer, braiins_driver, closing, whatsminer_v2, whatsminer_v3
+
+#: An auth failure is answered at once and never retried: well under a second on loopback.
+FAULT_BOUND_S = 0.5
 
 # --- Antminer ------------------------------------------------------------------------------
 
@@ -80,8 +84,10 @@ async def test_antminer_bounds_and_capabilities_from_profile() -> None:
 
 async def test_antminer_wrong_web_password_is_auth_error() -> None:
     async with antminer(web_kw={"password": "changed"}) as (driver, _, web):
+        started = time.monotonic()
         with pytest.raises(MinerAuthError, match="401"):
             await driver.apply(Settings(power_mode="sleep"))
+        assert time.monotonic() - started < FAULT_BOUND_S
     assert web.posts == []
 
 
@@ -132,8 +138,10 @@ async def test_whatsminer_v2_every_control_round_trips() -> None:
 async def test_whatsminer_v2_wrong_password_is_auth_error_not_retried() -> None:
     priv = V2Privileged("the-real-password")
     async with whatsminer_v2("whatsminer/v2", privileged=priv) as (driver, rpc):
+        started = time.monotonic()
         with pytest.raises(MinerAuthError, match="password"):
             await driver.apply(Settings(power_limit_w=3000))
+        assert time.monotonic() - started < FAULT_BOUND_S
     assert priv.executed == []
     assert priv.tokens_issued == 1
     assert [r.get("cmd", "enc") for r in rpc.requests if "get_version" != r.get("cmd")] == [
@@ -154,7 +162,9 @@ async def test_whatsminer_v2_token_expired_on_the_miner_is_refetched() -> None:
     async with whatsminer_v2("whatsminer/v2", privileged=priv) as (driver, _):
         await driver.apply(Settings(power_percent=90))
         priv.invalidate_tokens()  # btminer restarted: every token it issued is gone
+        started = time.monotonic()
         result = await driver.apply(Settings(power_percent=70))
+        assert time.monotonic() - started < FAULT_BOUND_S
     assert result.accepted
     assert priv.tokens_issued == 2
     assert [c["percent"] for c in priv.executed] == ["90", "70"]
@@ -162,8 +172,9 @@ async def test_whatsminer_v2_token_expired_on_the_miner_is_refetched() -> None:
 
 async def test_whatsminer_v2_token_cache_expiry_is_honoured() -> None:
     priv = V2Privileged("s3cret-pw", token_ttl_s=0.3)
-    async with whatsminer_v2("whatsminer/v2", privileged=priv, token_lifetime_s=0.3) as (driver, _):
-        driver.v2.token_refresh_margin_s = 0.1
+    async with whatsminer_v2(
+        "whatsminer/v2", privileged=priv, token_lifetime_s=0.3, token_refresh_margin_s=0.1
+    ) as (driver, _):
         await driver.apply(Settings(power_percent=90))
         await driver.apply(Settings(power_percent=91))  # within the lifetime: cached
         await asyncio.sleep(0.25)
@@ -233,8 +244,10 @@ async def test_whatsminer_v3_every_control_round_trips() -> None:
 
 async def test_whatsminer_v3_wrong_password_is_auth_error() -> None:
     async with whatsminer_v3(password="something-else") as (driver, srv):
+        started = time.monotonic()
         with pytest.raises(MinerAuthError, match="no permission"):
             await driver.apply(Settings(power_limit_w=3200))
+        assert time.monotonic() - started < FAULT_BOUND_S
     assert srv.state["power_limit"] == 3600
 
 

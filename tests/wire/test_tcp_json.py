@@ -87,9 +87,8 @@ async def test_reset_mid_reply() -> None:
 
 
 async def test_oversize_reply() -> None:
-    transport = TcpJsonTransport(HOST, 0, timeouts=FAST, max_reply_bytes=64 * 1024)
     async with FakeRpcServer(mode="oversize", oversize_bytes=200_000) as srv:
-        transport.port = srv.port
+        transport = TcpJsonTransport(HOST, srv.port, timeouts=FAST, max_reply_bytes=64 * 1024)
         err, elapsed = await timed(transport.send(b'{"command":"summary"}'))
     assert isinstance(err, MinerResponseError)
     assert "exceeds" in str(err)
@@ -99,9 +98,10 @@ async def test_oversize_reply() -> None:
 
 async def test_garbage_reply() -> None:
     async with FakeRpcServer(mode="garbage") as srv:
-        err, _ = await timed(proto(srv.port).command("summary"))
+        err, elapsed = await timed(proto(srv.port).command("summary"))
     assert isinstance(err, MinerResponseError)
     assert b"not json" in err.excerpt
+    assert elapsed < SLACK_S
 
 
 async def test_closed_without_reply() -> None:
