@@ -34,7 +34,7 @@ class AntminerWebProtocol(BaseProtocol):
         async def op() -> dict[str, Any]:
             return quirks.decode(await self.transport.request("GET", path), self.host).data
 
-        return await self._call(op, what=name)
+        return await self.query(op, what=name)
 
     async def post(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST JSON to ``/cgi-bin/<name>.cgi``; raise if the reply says it failed."""
@@ -50,4 +50,4 @@ class AntminerWebProtocol(BaseProtocol):
                 )
             return reply
 
-        return await self._call(op, what=name, idempotent=False)
+        return await self.query(op, what=name, idempotent=False)

@@ -60,7 +60,7 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 
 class BaseProtocol:
-    """Commands to one miner over one transport; subclasses call :meth:`_call` for every query."""
+    """Commands to one miner over one transport; every exchange goes through :meth:`query`."""
 
     def __init__(self, host: str, retry: RetryPolicy | None = None) -> None:
         self.host = host
@@ -70,7 +70,7 @@ class BaseProtocol:
         """Forget cached session credentials (token, salt); default: nothing cached."""
         return None
 
-    async def _call(
+    async def query(
         self, op: Callable[[], Awaitable[T]], *, what: str, idempotent: bool = True
     ) -> T:
         """Run ``op`` under the retry policy; see the module docstring for the rules."""

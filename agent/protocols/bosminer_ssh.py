@@ -24,19 +24,19 @@ class BosminerSshProtocol(BaseProtocol):
 
     async def read_config(self) -> str:
         """Return the text of bosminer.toml."""
-        return await self._call(
+        return await self.query(
             lambda: self.transport.run(f"cat {CONFIG_PATH}"), what="read bosminer.toml"
         )
 
     async def write_config(self, text: str) -> None:
         """Replace bosminer.toml with ``text`` (rewriting it twice is harmless)."""
-        await self._call(
+        await self.query(
             lambda: self.transport.run(f"cat > {CONFIG_PATH}", stdin=text),
             what="write bosminer.toml",
         )
 
     async def restart(self) -> None:
         """Restart bosminer so it loads the configuration; never re-sent."""
-        await self._call(
+        await self.query(
             lambda: self.transport.run(RESTART_COMMAND), what="restart bosminer", idempotent=False
         )

@@ -152,7 +152,7 @@ class BtminerV2Protocol(CgminerProtocol):
 
     async def write(self, cmd: str, **params: Any) -> dict[str, Any]:
         """Run one privileged command; never re-sent once it may have reached the miner."""
-        return await self._call(lambda: self._write_once(cmd, params), what=cmd, idempotent=False)
+        return await self.query(lambda: self._write_once(cmd, params), what=cmd, idempotent=False)
 
     async def reset_session(self) -> None:
         """Drop the cached token so the next write fetches a new one."""

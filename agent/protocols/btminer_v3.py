@@ -91,11 +91,11 @@ class BtminerV3Protocol(BaseProtocol):
         async def op() -> dict[str, Any]:
             return self.check_code(await self.exchange(payload), cmd)
 
-        return await self._call(op, what=cmd)
+        return await self.query(op, what=cmd)
 
     async def write(self, cmd: str, param: Any = None) -> dict[str, Any]:
         """Run one ``set.*`` command; never re-sent once it may have reached the miner."""
-        return await self._call(lambda: self._write_once(cmd, param), what=cmd, idempotent=False)
+        return await self.query(lambda: self._write_once(cmd, param), what=cmd, idempotent=False)
 
     async def exchange(self, payload: bytes) -> dict[str, Any]:
         """Send one frame and decode the reply (no code check, no retry)."""

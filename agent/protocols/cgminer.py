@@ -90,7 +90,7 @@ class CgminerProtocol(BaseProtocol):
         async def op() -> dict[str, Any]:
             return self.check_status(await self.exchange(payload), cmd)
 
-        return await self._call(op, what=cmd, idempotent=idempotent)
+        return await self.query(op, what=cmd, idempotent=idempotent)
 
     async def multicommand(self, *cmds: str) -> Replies:
         """Run read commands together with `+`, falling back to concurrent single commands."""
@@ -100,7 +100,7 @@ class CgminerProtocol(BaseProtocol):
         joined = "+".join(cmds)
         payload = self.encode(joined)
         try:
-            reply = await self._call(lambda: self.exchange(payload), what=joined)
+            reply = await self.query(lambda: self.exchange(payload), what=joined)
             replies, missing = self._split(reply, cmds)
         except (MinerCommandError, MinerResponseError) as err:
             self.multicommand_supported = False

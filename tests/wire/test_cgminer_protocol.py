@@ -136,10 +136,10 @@ class _Counting(BaseProtocol):
 async def test_retry_rules(errors, idempotent, outcome, calls) -> None:
     p = _Counting(list(errors))
     if outcome == "ok":
-        assert await p._call(p.op, what="x", idempotent=idempotent) == "ok"
+        assert await p.query(p.op, what="x", idempotent=idempotent) == "ok"
     else:
         with pytest.raises(outcome) as info:
-            await p._call(p.op, what="x", idempotent=idempotent)
+            await p.query(p.op, what="x", idempotent=idempotent)
         assert not isinstance(info.value, SessionExpiredError)
     assert p.calls == calls
     if any(isinstance(e, SessionExpiredError) for e in errors):
