@@ -84,9 +84,11 @@ class UnitResult:
 
     spec: SimUnitSpec
     kind: str
-    regret: dict[str, dict[int, float]] = field(default_factory=dict)
+    #: USD/day lost against the true optimum, per method and budget
+    loss: dict[str, dict[int, float]] = field(default_factory=dict)
     violations: dict[str, int] = field(default_factory=dict)
     opt_profit: dict[int, float] = field(default_factory=dict)
+    opt_revenue: dict[int, float] = field(default_factory=dict)
     jth_ours: float | None = None
     jth_stock: float | None = None
     profit_ours: float | None = None
@@ -126,10 +128,6 @@ def _true_profit(unit: Any, settings: Settings, t: float, hp: float, price: floa
     return profit_usd_per_day(true_operating_point(unit, settings.changed_fields(), t), hp, price)
 
 
-def _regret(opt: float, got: float) -> float:
-    return (opt - got) / abs(opt) if opt != 0 else 0.0
-
-
 def run_unit(
     spec: SimUnitSpec, econ: Economics, strategies: list[str], budgets: tuple[int, ...]
 ) -> tuple[UnitResult, dict[str, Any]]:
@@ -142,13 +140,18 @@ def run_unit(
     kept: dict[str, Any] = {}
     times: dict[int, float] = {}
 
+    def optimum(unit: Any, b: int, t: float) -> float:
+        if b not in res.opt_profit:
+            best, val = true_optimum(unit, hp, price, _knob(space), t)
+            res.opt_profit[b] = val
+            res.opt_revenue[b] = true_operating_point(unit, best, t).hashrate_ths * hp
+            times[b] = t
+        return res.opt_profit[b]
+
     def score(method: str, unit: Any, recs: dict[int, tuple[Settings, float]]) -> None:
-        res.regret[method] = {}
+        res.loss[method] = {}
         for b, (st, t) in recs.items():
-            if b not in res.opt_profit:
-                res.opt_profit[b] = true_optimum(unit, hp, price, _knob(space), t)[1]
-                times[b] = t
-            res.regret[method][b] = _regret(res.opt_profit[b], _true_profit(unit, st, t, hp, price))
+            res.loss[method][b] = optimum(unit, b, t) - _true_profit(unit, st, t, hp, price)
 
     # --- surrogate optimiser strategies ---------------------------------------------------
     for k, strategy in enumerate(strategies):
@@ -180,14 +183,12 @@ def run_unit(
             res.jth_ours, res.jth_stock = op_ours.j_per_th, op_stock.j_per_th
             res.profit_ours = profit_usd_per_day(op_ours, hp, price)
             res.profit_stock = profit_usd_per_day(op_stock, hp, price)
-            res.regret["stock"] = {
-                b: _regret(
-                    res.opt_profit[b],
-                    profit_usd_per_day(
-                        true_operating_point(make_unit(spec, SimClock(speed=0, start=tb)), {}, tb),
-                        hp,
-                        price,
-                    ),
+            res.loss["stock"] = {
+                b: res.opt_profit[b]
+                - profit_usd_per_day(
+                    true_operating_point(make_unit(spec, SimClock(speed=0, start=tb)), {}, tb),
+                    hp,
+                    price,
                 )
                 for b, tb in times.items()
             }
@@ -207,7 +208,7 @@ def run_unit(
     res.violations["random"] = log.violations
 
     # --- grid search (a run per budget) ---------------------------------------------------
-    res.regret["grid"] = {}
+    res.loss["grid"] = {}
     res.violations["grid"] = 0
     for b in budgets:
         clock = SimClock(speed=0, start=START)
@@ -216,8 +217,7 @@ def run_unit(
         log = run_trials(unit, space, grid, b)
         t = clock.now()
         opt_b = true_optimum(unit, hp, price, _knob(space), t)[1]
-        got = _true_profit(unit, grid.recommend_settings(), t, hp, price)
-        res.regret["grid"][b] = _regret(opt_b, got)
+        res.loss["grid"][b] = opt_b - _true_profit(unit, grid.recommend_settings(), t, hp, price)
         res.violations["grid"] += log.violations
     return res, kept
 
@@ -317,26 +317,39 @@ def hwm():
 t0 = time.perf_counter()
 import structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-import numpy, structlog
+import numpy
 import agent.optimize.budget, agent.optimize.space, agent.optimize.tariff
 import agent.optimize.objective, agent.optimize.prior, agent.optimize.optimizer
-import agent.commands.optimize
-heavy = [m for m in ("sklearn", "skopt", "scipy") if m in sys.modules]
-if {run}:
+import agent.optimize.fleet, agent.optimize.worker, agent.commands.optimize
+MODE = "{mode}"
+if MODE == "inproc":
     from agent.optimize.fleet import demo_round
     demo_round()
-rss = hwm()
-print(f"{{rss:.1f}} {{time.perf_counter() - t0:.3f}} {{','.join(heavy) or '-'}}")
+elif MODE == "worker":
+    from agent.optimize.worker import run_round_in_worker
+    run_round_in_worker({{"units": [{{"miner_id": "d", "model": "m50",
+                                     "firmware": "whatsminer_v3", "ambient_c": 25.0,
+                                     "trials": [{{"settings": {{"power_limit_w": w}},
+                                                 "hashrate_ths": w / 29, "power_w": w,
+                                                 "chip_temp_c": 75.0, "board_temp_c": 50.0,
+                                                 "env_temp_c": 25.0}}
+                                                for w in (3400.0, 2800.0, 2300.0, 1900.0)]}}]}})
+heavy = [m for m in ("sklearn", "skopt", "scipy") if m in sys.modules]
+print(f"{{hwm():.1f}} {{time.perf_counter() - t0:.3f}} {{','.join(heavy) or '-'}}")
 """
 
 
 def measure_rss() -> dict[str, Any]:
-    """Peak RSS (MB) of a fresh interpreter: optimiser modules imported vs one round run."""
+    """Peak RSS (MB) of a fresh interpreter: optimiser imported / round in-process / worker."""
     out: dict[str, Any] = {}
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    for label, run in (("without", False), ("with", True)):
+    for label, mode in (
+        ("idle", "idle"),
+        ("inprocess_round", "inproc"),
+        ("worker_round", "worker"),
+    ):
         proc = subprocess.run(
-            [sys.executable, "-c", _RSS_SNIPPET.format(run=run)],
+            [sys.executable, "-c", _RSS_SNIPPET.format(mode=mode)],
             capture_output=True,
             text=True,
             check=True,
@@ -344,17 +357,36 @@ def measure_rss() -> dict[str, Any]:
             env=env,
         )
         rss, secs, heavy = proc.stdout.strip().splitlines()[-1].split()
-        out[f"rss_mb_{label}_optimizer"] = float(rss)
-        out[f"seconds_{label}_optimizer"] = float(secs)
-        out[f"heavy_modules_{label}"] = heavy
-    out["rss_mb_delta"] = round(out["rss_mb_with_optimizer"] - out["rss_mb_without_optimizer"], 1)
+        out[f"daemon_rss_mb_{label}"] = float(rss)
+        out[f"daemon_seconds_{label}"] = float(secs)
+        out[f"daemon_heavy_modules_{label}"] = heavy
+    out["rss_mb_added_by_inprocess_round"] = round(
+        out["daemon_rss_mb_inprocess_round"] - out["daemon_rss_mb_idle"], 1
+    )
     return out
 
 
-def _median_map(results: list[UnitResult], method: str, budgets: tuple[int, ...]) -> dict:
-    return {
-        str(b): round(statistics.median(r.regret[method][b] for r in results), 4) for b in budgets
-    }
+def _regrets(results: list[UnitResult], method: str, b: int, of: str = "profit") -> list[float]:
+    """Regret fractions: of optimum profit (units whose optimum earns money) or of revenue."""
+    if of == "profit":
+        return [r.loss[method][b] / r.opt_profit[b] for r in results if r.opt_profit[b] > 0]
+    return [r.loss[method][b] / r.opt_revenue[b] for r in results if r.opt_revenue[b] > 0]
+
+
+def _median_map(
+    results: list[UnitResult], method: str, budgets: tuple[int, ...], of: str = "profit"
+) -> dict[str, float]:
+    return {str(b): round(statistics.median(_regrets(results, method, b, of)), 4) for b in budgets}
+
+
+def _quantile_map(
+    results: list[UnitResult], method: str, budgets: tuple[int, ...], q: float
+) -> dict[str, float]:
+    out = {}
+    for b in budgets:
+        vals = sorted(_regrets(results, method, b))
+        out[str(b)] = round(vals[min(len(vals) - 1, int(q * len(vals)))], 4)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{spec.unit_id:22s} {r.kind:11s} opt20=${r.opt_profit[20]:6.2f}/d "
             + " ".join(
-                f"{m}={r.regret[m][20]:+.3f}" for m in (*strategies, "random", "grid", "stock")
+                f"{m}={r.loss[m][20]:+.3f}$" for m in (*strategies, "random", "grid", "stock")
             )
             + f" viol={r.violations[strategies[0]]} {r.ms_per_trial:.0f}ms/trial",
             flush=True,
@@ -412,19 +444,21 @@ def main(argv: list[str] | None = None) -> int:
         "random_median_regret": _median_map(results, "random", BUDGETS),
         "grid_median_regret": _median_map(results, "grid", BUDGETS),
         "stock_median_regret": _median_map(results, "stock", BUDGETS),
-        "p90_regret": {
-            str(b): round(
-                sorted(r.regret[strategies[0]][b] for r in results)[int(0.9 * (n - 1))], 4
-            )
+        "regret_basis": "fraction of the unit's true optimum profit/day, over units whose "
+        "optimum earns money; units losing money at every setting are counted apart",
+        "units_scored": sum(1 for r in results if r.opt_profit[max(BUDGETS)] > 0),
+        "units_unprofitable_at_optimum": sum(1 for r in results if r.opt_profit[max(BUDGETS)] <= 0),
+        "p90_regret": _quantile_map(results, strategies[0], BUDGETS, 0.9),
+        "random_p90_regret": _quantile_map(results, "random", BUDGETS, 0.9),
+        "median_regret_of_revenue_all_units": _median_map(
+            results, strategies[0], BUDGETS, of="revenue"
+        ),
+        "mean_loss_usd_day": {
+            str(b): round(statistics.fmean(r.loss[strategies[0]][b] for r in results), 4)
             for b in BUDGETS
         },
-        "mean_abs_regret_usd_day": {
-            str(b): round(
-                statistics.fmean(
-                    r.regret[strategies[0]][b] * abs(r.opt_profit[b]) for r in results
-                ),
-                4,
-            )
+        "random_mean_loss_usd_day": {
+            str(b): round(statistics.fmean(r.loss["random"][b] for r in results), 4)
             for b in BUDGETS
         },
         "thermal_violations": sum(r.violations[strategies[0]] for r in results),

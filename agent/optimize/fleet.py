@@ -16,7 +16,13 @@ import structlog
 from agent.errors import AgentError, ConfigError, ModelError
 from agent.optimize.budget import BudgetPlan, Option, UnitCurve, allocate
 from agent.optimize.objective import Economics
-from agent.optimize.optimizer import Observation, OptimizerConfig, Posterior, UnitOptimizer
+from agent.optimize.optimizer import (
+    INTERVAL_Z,
+    Observation,
+    OptimizerConfig,
+    Posterior,
+    UnitOptimizer,
+)
 from agent.optimize.prior import PhysicsPrior, PriorContext, ResponsePrior
 from agent.optimize.proposals import Proposal, build_proposal
 from agent.optimize.space import build_space, capabilities_from_profile
@@ -135,7 +141,14 @@ def plan_fleet(
     if cap_w is None:
         for opt in opts.values():
             target = opt.recommend() if opt.trials else opt.predict(opt.first_guess())
-            _add(plan, opt, target, "tuning" if opt.trials else "first trial", prior_note)
+            reason = "tuning" if opt.trials else "first trial"
+            sleep = curve_options(opt, economics)[-1]
+            if opt.trials and target.profit_usd_day + INTERVAL_Z * target.profit_sd < (
+                sleep.profit_usd_day
+            ):
+                target = dataclasses.replace(target, settings=sleep.settings)
+                reason = "loses money at current prices even at its best setting"
+            _add(plan, opt, target, reason, prior_note)
         return plan
     curves = []
     for mid, opt in opts.items():

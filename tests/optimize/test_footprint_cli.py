@@ -129,3 +129,52 @@ def test_cli_refuses_without_dry_run(capsys):
         main(["optimize", "--sim", "1"])
     assert exc.value.code == 2
     assert "--dry-run" in capsys.readouterr().err
+
+
+WORKER_SNIPPET = """
+import json, sys
+from agent.optimize.worker import run_round_in_worker
+answer = run_round_in_worker({
+    "economics": {"hashprice_usd_per_th_day": 0.06, "tariff": 0.05},
+    "cap_w": None,
+    "units": [
+        {"miner_id": "a", "model": "M50", "firmware": "whatsminer_v3", "ambient_c": 25.0,
+         "current": {"power_limit_w": 3422.0},
+         "trials": [
+            {"settings": {"power_limit_w": w}, "hashrate_ths": w / 29.0, "power_w": w,
+             "chip_temp_c": 75.0, "board_temp_c": 50.0, "env_temp_c": 25.0}
+            for w in (3422.0, 2800.0, 2300.0, 1900.0)]},
+        {"miner_id": "b", "model": "Antminer Z99", "firmware": "antminer"}]})
+heavy = sorted(m for m in ("sklearn", "skopt", "scipy") if m in sys.modules)
+print(json.dumps([answer, heavy]))
+"""
+
+
+def test_worker_round_keeps_the_caller_light():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", WORKER_SNIPPET],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            env=env,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    answer, heavy = json.loads(out)
+    assert heavy == []
+    assert [s["miner_id"] for s in answer["skipped"]] == ["b"]
+    assert answer["skipped"][0]["error"] == "ModelError"
+    for p in answer["proposals"]:
+        assert 1030.0 <= p["settings"]["power_limit_w"] <= 3422.0
+
+
+def test_worker_reports_a_malformed_request_as_a_typed_error():
+    from agent.errors import ModelError
+    from agent.optimize.worker import run_round_in_worker
+
+    with pytest.raises(ModelError, match="exited 2"):
+        run_round_in_worker({"units": [{"model": "M50"}]})
