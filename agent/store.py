@@ -653,6 +653,10 @@ class AsyncStore:
         """See :meth:`Store.fleet`."""
         return list(await self._run(self.store.fleet))
 
+    async def known_configs(self) -> dict[str, dict[str, Any]]:
+        """See :meth:`Store.known_configs`."""
+        return dict(await self._run(self.store.known_configs))
+
     async def close(self) -> None:
         """Close the store on its thread, then stop the thread."""
         await self._run(self.store.close)

@@ -123,3 +123,53 @@ def make_cycle(started: float, miner_ids, *, down=(), profile=None):
                 )
             )
     return Cycle(started=started, duration_s=0.5, snapshots=snaps, gaps=gaps, miners=states)
+
+
+class FakeDriver:
+    """A driver whose read() follows a script: snapshots, typed errors or a hang.
+
+    ``script`` is a callable taking the call number and returning a snapshot, raising an
+    exception, or returning the string ``"hang"`` (never answer).
+    """
+
+    def __init__(self, miner_id: str, script, *, delay_s: float = 0.0, model: str = "S19j Pro"):
+        from agent.drivers.base import DriverConfig
+
+        self.config = DriverConfig(
+            host="127.0.0.1", driver="antminer", miner_id=miner_id, model=model
+        )
+        self.script = script
+        self.delay_s = delay_s
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self.started_at: list[float] = []
+        self.closed = False
+
+    async def read(self):
+        import asyncio
+        import time
+
+        self.calls += 1
+        self.started_at.append(time.monotonic())
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            out = self.script(self.calls)
+            if out == "hang":
+                await asyncio.Event().wait()
+            return out
+        finally:
+            self.active -= 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def healthy(miner_id: str):
+    """A script that always answers with a fresh snapshot."""
+    import time
+
+    return lambda _n: make_snapshot(miner_id, time.time())

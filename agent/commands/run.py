@@ -1,0 +1,224 @@
+"""``hashpilot-agent run --config agent.toml``: the daemon, until SIGTERM or SIGINT.
+
+Start-up: load and validate the settings, open (or migrate) the store, build one driver per
+miner — from the configuration, from the identification cached in the store, or by probing
+(``drivers.factory.identify``) — then poll on schedule. SIGTERM/SIGINT stop it cleanly: the
+running cycle gets to commit, in-flight polls are cancelled with a timeout, drivers close.
+A bad configuration or an unusable store stops start-up with a ``ConfigError``/``StoreError``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from agent.config import AgentSettings, ResolvedMiner
+    from agent.drivers.base import DriverConfig, MinerDriver
+    from agent.poller import MinerCoordinator
+
+NAME = "run"
+HELP = "Run the agent daemon: poll miners, keep the store and the features."
+DEFAULT_CONFIG = Path("/etc/hashpilot/agent.toml")
+#: Probes in flight while identifying: each opens up to four connections.
+IDENTIFY_CONCURRENCY = 64
+#: Credential reference used for miners found by scanning.
+SCAN_CREDENTIALS = "default"
+
+MakeDriver = Callable[..., "MinerDriver"]
+Identify = Callable[..., Awaitable["DriverConfig"]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--config``."""
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent TOML file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the settings and serve until a signal."""
+    import asyncio
+
+    from agent.config import load_settings
+
+    return asyncio.run(serve(load_settings(args.config)))
+
+
+class _Fleet:
+    """Builds coordinators from settings: configured, cached or identified drivers."""
+
+    def __init__(
+        self, settings: AgentSettings, make_driver: MakeDriver, identify: Identify
+    ) -> None:
+        self.settings = settings
+        self.make_driver = make_driver
+        self.identify = identify
+        self.pending: dict[str, ResolvedMiner] = {}
+
+    def coordinator(self, config: DriverConfig, miner: ResolvedMiner | None) -> MinerCoordinator:
+        from agent.config import MinerEntry, ResolvedMiner
+        from agent.poller import MinerCoordinator
+
+        if miner is None:  # found by scanning: default credentials, global known_hosts
+            entry = MinerEntry(host=config.host, credentials=SCAN_CREDENTIALS)
+            miner = ResolvedMiner(entry, self.settings.secrets_dir, self.settings.known_hosts)
+        creds = miner.credentials(config.driver, config.api)
+        driver = self.make_driver(config, creds, miner.known_hosts)
+        s = self.settings
+        return MinerCoordinator(
+            driver,
+            interval_s=s.poll_interval_s,
+            timeout_s=s.poll_timeout_s,
+            backoff_cap_s=s.backoff_cap_s,
+        )
+
+    async def initial(self, known: dict[str, dict[str, Any]]) -> list[MinerCoordinator]:
+        """Build configured miners, then cached or probed ones that need identification."""
+        from agent.drivers.base import DriverConfig
+
+        out = []
+        for miner in self.settings.resolve_miners():
+            config = miner.driver_config()
+            if config is None and miner.miner_id in known:
+                config = DriverConfig.from_dict(known[miner.miner_id])
+            if config is None:
+                self.pending[miner.miner_id] = miner
+            else:
+                out.append(self.coordinator(config, miner))
+        scanned = {c["host"]: c for mid, c in known.items() if c.get("miner_id") in (None, mid)}
+        for host in self.settings.scan_hosts():
+            if host in scanned:
+                out.append(self.coordinator(DriverConfig.from_dict(scanned[host]), None))
+        return out + await self.probe(skip={c.host for c in out})
+
+    async def probe(self, skip: frozenset[str] | set[str] = frozenset()) -> list[MinerCoordinator]:
+        """Identify pending listed miners and unknown scan addresses (bounded concurrency)."""
+        import asyncio
+        from dataclasses import replace
+
+        import structlog
+
+        from agent.errors import MinerError
+
+        log = structlog.get_logger(__name__)
+        gate = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
+        targets: list[tuple[str, dict[str, int], ResolvedMiner | None]] = [
+            (m.entry.host, dict(m.entry.ports), m) for m in self.pending.values()
+        ]
+        targets += [(h, {}, None) for h in self.settings.scan_hosts() if h not in skip]
+
+        async def one(
+            host: str, ports: dict[str, int], miner: ResolvedMiner | None
+        ) -> MinerCoordinator | None:
+            async with gate:
+                try:
+                    config = await self.identify(host, ports or None)
+                except MinerError as err:
+                    log.debug(
+                        "identify_failed", host=host, error_class=type(err).__name__, error=str(err)
+                    )
+                    return None
+            if miner is not None:
+                config = replace(
+                    config, credentials=miner.entry.credentials, miner_id=miner.miner_id
+                )
+                self.pending.pop(miner.miner_id, None)
+            log.info(
+                "miner_identified",
+                host=host,
+                driver=config.driver,
+                api=config.api,
+                model=config.model,
+            )
+            return self.coordinator(config, miner)
+
+        found = await asyncio.gather(*(one(*t) for t in targets))
+        return [c for c in found if c is not None]
+
+
+async def serve(
+    settings: AgentSettings,
+    *,
+    make_driver: MakeDriver | None = None,
+    identify: Identify | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT); return the exit status."""
+    import asyncio
+    import signal
+
+    import structlog
+
+    from agent.features.extract import FeatureSchema, FleetFeatures
+    from agent.poller import Poller
+    from agent.profiles import find_profile
+    from agent.scheduler import Backbone
+    from agent.store import AsyncStore, Store
+
+    if make_driver is None or identify is None:
+        from agent.drivers import factory
+
+        make_driver = make_driver or factory.make_driver
+        identify = identify or factory.identify
+    log = structlog.get_logger(__name__)
+    store = Store(
+        settings.store_path,
+        disk_cap_bytes=settings.disk_cap_bytes,
+        raw_days=settings.retention.raw_days,
+        agg_days=settings.retention.agg_days,
+    )
+    astore = AsyncStore(store)
+    try:
+        fleet = _Fleet(settings, make_driver, identify)
+        coordinators = await fleet.initial(await astore.known_configs())
+    except BaseException:
+        await astore.close()
+        raise
+    profiles: dict[tuple[str, str | None], Any] = {}
+
+    def profile_for(snap: Any) -> Any:
+        key = (snap.make, snap.model)
+        if key not in profiles:
+            profiles[key] = find_profile(snap.model, snap.make)
+        return profiles[key]
+
+    features = FleetFeatures(
+        FeatureSchema(settings.feature_windows), settings.poll_interval_s, profile_for
+    )
+    poller = Poller(coordinators, max_in_flight=settings.max_in_flight, jitter_s=settings.jitter_s)
+
+    async def discover() -> list[MinerCoordinator]:
+        return await fleet.probe(skip={c.host for c in poller.coordinators.values()})
+
+    needs_discovery = bool(settings.scan or fleet.pending)
+    backbone = Backbone(
+        poller,
+        astore,
+        features,
+        poll_interval_s=settings.poll_interval_s,
+        discover=discover if needs_discovery else None,
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    backbone.start()
+    log.info(
+        "agent_started",
+        miners=len(coordinators),
+        unidentified=len(fleet.pending),
+        store=str(settings.store_path),
+        interval_s=settings.poll_interval_s,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("agent_stopping")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await backbone.stop()
+        log.info("agent_stopped", last_cycle=backbone.last_cycle_id)
+    return 0
