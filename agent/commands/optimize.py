@@ -6,7 +6,8 @@ Sources of the fleet:
   ``p_feasible``) and its ``[[optimize.miners]]`` entries (id, model, firmware, ambient and
   current setting). Without trial history every proposal is a *first trial* from the prior.
 * ``--sim N`` — an in-process simulated fleet of N units; each runs ``--trials`` trials on
-  its simulated clock first, so the proposals rest on measured evidence.
+  its simulated clock first and is then put back to its stock setting, so the proposals
+  are permanent changes from stock that rest on measured evidence.
 
 Applying settings requires an operator's approval (``agent.actions``); this command only
 ever prints. The optimiser's heavy imports (scikit-optimize, scikit-learn) happen inside
@@ -127,7 +128,7 @@ def _simulate(n: int, trials: int, seed: int, econ: Any, config: Any) -> tuple[l
     """Run ``trials`` trials on each of ``n`` simulated units; return units and optimisers."""
     from agent.optimize.fleet import FleetUnit, build_optimizer
     from agent.optimize.simfleet import fleet_specs, make_unit
-    from agent.optimize.trials import run_trials
+    from agent.optimize.trials import apply_to_unit, run_trials
     from agent.simulator.clock import SimClock
 
     if n <= 0 or trials < 0:
@@ -140,6 +141,10 @@ def _simulate(n: int, trials: int, seed: int, econ: Any, config: Any) -> tuple[l
         )
         opt = build_optimizer(fu, econ, config)
         run_trials(unit, opt.space, opt, trials)
+        # the campaign is over: the unit goes back to where it started, and the proposal is
+        # the permanent change from there
+        apply_to_unit(unit, opt.space.stock())
+        opt.set_current(opt.space.stock())
         units.append(fu)
         optimizers[spec.unit_id] = opt
     return units, optimizers

@@ -37,6 +37,13 @@ log = structlog.get_logger(__name__)
 SLEEP_ALLOWANCE_W = 50.0
 
 
+#: A tuning change is proposed only when it is expected to gain at least this fraction of
+#: the unit's current revenue: a trial's hashrate is measured to ≈0.2–0.5 % (five minutes
+#: of 5-s samples, trials.MEASURE_WINDOW_S), so smaller gains are noise an operator should
+#: not be asked to approve. Budget and first-trial proposals are not filtered.
+MIN_GAIN_FRACTION_OF_REVENUE = 0.002
+
+
 @dataclass(frozen=True, slots=True)
 class FleetUnit:
     """What a round knows about one miner."""
@@ -148,7 +155,7 @@ def plan_fleet(
             ):
                 target = dataclasses.replace(target, settings=sleep.settings)
                 reason = "loses money at current prices even at its best setting"
-            _add(plan, opt, target, reason, prior_note)
+            _add(plan, opt, target, reason, prior_note, min_gain=reason == "tuning")
         return plan
     curves = []
     for mid, opt in opts.items():
@@ -169,7 +176,14 @@ def plan_fleet(
     return plan
 
 
-def _add(plan: FleetPlan, opt: UnitOptimizer, target: Posterior, reason: str, note: str) -> None:
+def _add(
+    plan: FleetPlan,
+    opt: UnitOptimizer,
+    target: Posterior,
+    reason: str,
+    note: str,
+    min_gain: bool = False,
+) -> None:
     try:
         prop = build_proposal(
             opt, target, reason=reason, prior_note=note, sleep_power_w=SLEEP_ALLOWANCE_W
@@ -177,8 +191,20 @@ def _add(plan: FleetPlan, opt: UnitOptimizer, target: Posterior, reason: str, no
     except AgentError as err:
         plan.skipped.append(Skipped(opt.space.miner_id, type(err).__name__, str(err)))
         return
-    if prop is not None:
-        plan.proposals.append(prop)
+    if prop is None:
+        return
+    if min_gain:
+        hp, _ = opt.economics.rates()
+        floor = MIN_GAIN_FRACTION_OF_REVENUE * hp * opt.predict(opt.current).hashrate_ths
+        if prop.expected_delta_usd_day < floor:
+            log.debug(
+                "optimize_gain_below_noise",
+                miner=prop.miner_id,
+                gain=prop.expected_delta_usd_day,
+                floor=floor,
+            )
+            return
+    plan.proposals.append(prop)
 
 
 def demo_round() -> FleetPlan:

@@ -393,6 +393,10 @@ class UnitOptimizer:
         cur_u = self.space.to_unit(self.current)
         return self._grid_settings[self._nearest(self.space.toward(cur_u, self._grid_u[i]))]
 
+    def set_current(self, settings: Settings) -> None:
+        """Record that the unit now runs ``settings`` (e.g. put back after a trial campaign)."""
+        self.current = self.space.check(settings)
+
     def tell(self, obs: Observation) -> None:
         """Add one settled trial; the unit now runs ``obs.settings``."""
         settings = self.space.check(obs.settings)

@@ -373,7 +373,7 @@ class BundlePrior:
     def load(cls, bundle_dir: Any) -> BundlePrior:
         """Load from an active bundle directory via ``agent.inference.model`` (or raise)."""
         try:
-            from agent.inference import model as inference_model  # type: ignore[attr-defined]
+            from agent.inference import model as inference_model
         except ImportError as err:
             raise ModelError("agent.inference.model is not available") from err
         loader: Callable[..., Any] | None = getattr(inference_model, "load_response_model", None)
