@@ -263,3 +263,27 @@ async def test_events(units):
     apply_event(wm, "degrade_chips", {"board": 0, "n": 10})
     assert [b.alive for b in am.reading().boards] == [True, False, True]
     assert wm.reading().boards[0].chips_ok == wm.profile.hardware.chips_per_board - 10
+
+
+async def test_silent_client_is_disconnected(units, monkeypatch):
+    from agent.simulator.servers import cgminer
+
+    _farm, _am, wm = units
+    monkeypatch.setattr(cgminer, "RPC_IDLE_TIMEOUT_S", 0.2)
+    reader, writer = await asyncio.open_connection(wm.host, wm.ports.rpc)
+    async with asyncio.timeout(3):
+        assert await reader.read() == b""  # closed without a reply
+    writer.close()
+
+
+async def test_persistent_v3_connection_dies_with_a_restart(make_farm):
+    from tests.sim_servers.conftest import V3Client
+
+    farm = await make_farm({"m60s/whatsminer_v3": 1})
+    dev = farm.device("m60s-0001")
+    client = await V3Client.connect(dev)
+    assert (await client.send({"cmd": "get.miner.setting"}))["code"] == 0
+    dev.unit.reboot()
+    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+        await client.send({"cmd": "get.miner.setting"})
+    client.close()

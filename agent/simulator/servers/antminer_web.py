@@ -81,6 +81,10 @@ async def serve_connection(
                 return
             if request is None:
                 return
+            if not device.endpoint_up("web"):
+                wire.reset(writer)  # the unit rebooted under this keep-alive connection
+                device.changed()
+                return
             if device.faults.connection_for("web") == "hang":
                 await wire.wait_for_eof(reader)
                 return

@@ -181,10 +181,10 @@ def _single(device: SimDevice, name: str, reading: Any, when: int) -> dict[str, 
         return _pools(device, reading, when)
     if name == "fans":
         speeds = fans(reading)
-        items = [
+        fan_items: list[dict[str, Any]] = [
             {"FAN": i, "ID": i, "RPM": s, "Speed": 100 if s else 0} for i, s in enumerate(speeds)
         ]
-        return cgminer.envelope("FANS", items, 202, f"{len(items)} Fan(s)", DESCRIPTION, when)
+        return cgminer.envelope("FANS", fan_items, 202, f"{len(fan_items)} Fan(s)", DESCRIPTION, when)
     if name == "temps":
         items = [
             {

@@ -81,9 +81,10 @@ class Listener:
         """Stop listening; established connections are left alone (like a dying process)."""
         server, self._server = self._server, None
         if server is not None:
+            # close() shuts the listening socket at once; wait_closed() would also wait for
+            # every open connection (a hung client could hold the supervisor), so it is not
+            # awaited here: Connections.cancel_all() ends them when the farm stops.
             server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), STOP_GRACE_S)
 
 
 def _bound_port(server: Any) -> int:
@@ -113,13 +114,11 @@ class Supervisor:
     def __init__(self, devices: dict[str, SimDevice]) -> None:
         self._devices = devices
         self._watch: set[str] = set()
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def notify(self, device: SimDevice) -> None:
         """Re-check a unit that changed (reboot, restart, fault) soon and until stable."""
         self._watch.add(device.unit_id)
-        self._wake.set()
 
     async def sync(self, device: SimDevice) -> bool:
         """Open/close one unit's listeners; True when every listener is where it should be."""
@@ -153,13 +152,12 @@ class Supervisor:
             self._task = None
 
     async def _run(self) -> None:
+        # A plain sleep keeps cancellation clean; in 3.11 an asyncio.timeout() whose expiry
+        # races a cancel() can swallow the cancel and keep this loop alive forever.
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + SWEEP_INTERVAL_S
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(WATCH_INTERVAL_S):
-                    await self._wake.wait()
-            self._wake.clear()
+            await asyncio.sleep(WATCH_INTERVAL_S)
             if loop.time() >= next_sweep:
                 self._watch.update(self._devices)
                 next_sweep = loop.time() + SWEEP_INTERVAL_S

@@ -67,7 +67,10 @@ def chip_string(board: Any) -> str:
     """Return the per-chip status string: ``o`` ok, ``x`` bad (bmminer ``chain_acs``)."""
     status = getattr(board, "chip_status", None)
     if isinstance(status, str) and status:
-        return "".join("o" if ch == "o" else "x" for ch in status if not ch.isspace())
+        chips = status.replace(" ", "")
+        if chips.strip("ox"):  # anything unexpected counts as a bad chip
+            chips = "".join("o" if ch == "o" else "x" for ch in chips)
+        return chips
     ok = int(board.chips_ok)
     return "o" * ok + "x" * max(int(board.chips_total) - ok, 0)
 

@@ -96,6 +96,10 @@ async def serve_connection(
                 return
             async with asyncio.timeout(FRAME_BODY_TIMEOUT_S):
                 body = await reader.readexactly(length)
+            if not device.endpoint_up("v3"):
+                wire.reset(writer)  # btminer restarted under this connection: it is gone
+                device.changed()
+                return
             if device.faults.connection_for("v3") == "hang":
                 await wire.wait_for_eof(reader)
                 return
