@@ -596,6 +596,17 @@ class Store:
         ).fetchall()
         return [FleetRow(*r) for r in rows]
 
+    def known_configs(self) -> dict[str, dict[str, Any]]:
+        """Each miner's cached ``DriverConfig`` (as a dict), so known miners skip probing."""
+        rows = self.conn.execute("SELECT id, config_json FROM miners WHERE config_json IS NOT NULL")
+        out = {}
+        for mid, text in rows:
+            try:
+                out[mid] = json.loads(text)
+            except ValueError as err:
+                raise StoreError(f"{self.path}: miner {mid!r} has an unreadable config") from err
+        return out
+
     def history(
         self, miner_id: str | None = None, since: float | None = None
     ) -> list[dict[str, Any]]:

@@ -44,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             miner.credentials(driver, api)
         except ConfigError as err:
-            problems.append(f"credentials {ref!r} ({count} {driver} miners): {err}")
+            hint = (
+                ""
+                if miner.secrets_dir
+                else " (no secrets directory: set secrets_dir, or LoadCredential= under systemd)"
+            )
+            problems.append(f"credentials {ref!r} ({count} {driver} miners): {err}{hint}")
             continue
         where = miner.secrets_dir / ref if miner.secrets_dir else None
         found = f"file {where}" if where is not None and where.is_file() else "factory default"
