@@ -49,7 +49,11 @@ def _plain(value: Any) -> Any:
 
 
 def create_app(farm: Farm) -> FastAPI:
-    """Build the admin API bound to one farm."""
+    """Build the admin API bound to one farm.
+
+    Handlers are ``async`` so they run on the farm's event loop, never in a worker thread
+    next to the protocol servers.
+    """
     app = FastAPI(title="hashpilot-sim admin", docs_url=None, redoc_url=None)
 
     def unit(unit_id: str) -> Any:
@@ -59,17 +63,17 @@ def create_app(farm: Farm) -> FastAPI:
             raise HTTPException(status_code=404, detail=str(err)) from err
 
     @app.get("/units")
-    def list_units() -> list[dict[str, Any]]:
+    async def list_units() -> list[dict[str, Any]]:
         """Every unit with its endpoints and faults."""
         return [d.summary() for d in farm.units.values()]
 
     @app.get("/units/{unit_id}")
-    def get_unit(unit_id: str) -> dict[str, Any]:
+    async def get_unit(unit_id: str) -> dict[str, Any]:
         """One unit."""
         return dict(unit(unit_id).summary())
 
     @app.get("/units/{unit_id}/truth")
-    def truth(unit_id: str) -> dict[str, Any]:
+    async def truth(unit_id: str) -> dict[str, Any]:
         """Ground truth: the physics reading, settings and availability."""
         device = unit(unit_id)
         reading = _plain(device.reading())
@@ -82,7 +86,7 @@ def create_app(farm: Farm) -> FastAPI:
         }
 
     @app.post("/units/{unit_id}/fault")
-    def fault(unit_id: str, spec: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def fault(unit_id: str, spec: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
         """Change the unit's faults; returns the new fault state."""
         unit(unit_id)
         try:
@@ -91,7 +95,7 @@ def create_app(farm: Farm) -> FastAPI:
             raise HTTPException(status_code=400, detail=str(err)) from err
 
     @app.post("/units/{unit_id}/event")
-    def event(unit_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def event(unit_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
         """Apply one event (reboot, password_change, fail_fan, lose_board, ...)."""
         device = unit(unit_id)
         kind = str(body.get("kind", body.get("event", "")))
@@ -102,12 +106,12 @@ def create_app(farm: Farm) -> FastAPI:
         return {"id": unit_id, "event": kind, "ok": True}
 
     @app.get("/clock")
-    def clock() -> dict[str, Any]:
+    async def clock() -> dict[str, Any]:
         """Report simulated time."""
         return {"now": farm.clock.now(), "speed": getattr(farm.clock, "speed", None)}
 
     @app.post("/clock/advance")
-    def advance(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def advance(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
         """Move simulated time forward."""
         try:
             seconds = float(body["seconds"])
@@ -147,7 +151,11 @@ class AdminServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self._farm), log_level="warning", lifespan="off", access_log=False
+            create_app(self._farm),
+            log_config=None,  # leave the process's logging setup alone
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="sim-admin")

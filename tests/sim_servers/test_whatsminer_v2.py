@@ -9,18 +9,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import warnings
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from passlib.hash import md5_crypt
 
 from agent.simulator.servers import whatsminer_v2
 from agent.simulator.servers.wmcrypto import md5_crypt as server_md5_crypt
 from tests.sim_servers.conftest import refused, rpc, rpc_raw, wait_until
 
-#: passlib imports the stdlib ``crypt`` module, deprecated in 3.11 (not our code).
-pytestmark = pytest.mark.filterwarnings("ignore:'crypt' is deprecated:DeprecationWarning")
+with warnings.catch_warnings():
+    # passlib imports the stdlib ``crypt`` module, deprecated in 3.11 (not our code).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from passlib.hash import md5_crypt
 
 
 def _aes(key: bytes):

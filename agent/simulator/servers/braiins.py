@@ -184,7 +184,9 @@ def _single(device: SimDevice, name: str, reading: Any, when: int) -> dict[str, 
         fan_items: list[dict[str, Any]] = [
             {"FAN": i, "ID": i, "RPM": s, "Speed": 100 if s else 0} for i, s in enumerate(speeds)
         ]
-        return cgminer.envelope("FANS", fan_items, 202, f"{len(fan_items)} Fan(s)", DESCRIPTION, when)
+        return cgminer.envelope(
+            "FANS", fan_items, 202, f"{len(fan_items)} Fan(s)", DESCRIPTION, when
+        )
     if name == "temps":
         items = [
             {
