@@ -98,7 +98,11 @@ def stream_starter(device: SimDevice, handler: StreamHandler, connections: Conne
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.track()
-        await handler(device, reader, writer)
+        try:
+            await handler(device, reader, writer)
+        except Exception as err:  # a simulator bug must not take the farm down
+            log.error("sim_handler_failed", unit=device.unit_id, error=repr(err))
+            writer.transport.abort()
 
     async def start(host: str, port: int) -> Any:
         return await asyncio.start_server(

@@ -22,7 +22,7 @@ from agent.simulator.servers import whatsminer_replies as wm
 from agent.simulator.servers import wire, wmcrypto
 from agent.simulator.servers.device import DEFAULT_LOGIN, Pool, SimDevice
 from agent.simulator.servers.readings import fans, live_boards, mean
-from agent.simulator.unit import WHATSMINER_DOWN_S
+from agent.simulator.unit import WHATSMINER_DOWN_S, UnsupportedControl
 
 log = structlog.get_logger(__name__)
 
@@ -306,6 +306,8 @@ def write(device: SimDevice, cmd: str, request: dict[str, Any]) -> tuple[dict[st
     param = request.get("param")
     try:
         return _run(device, cmd, param, wmcrypto.v3_digest(cmd, device.password, salt, ts))
+    except UnsupportedControl:
+        return _reply(device, cmd, FAIL), None  # the firmware cannot do it on this model
     except (KeyError, TypeError, ValueError):
         return _reply(device, cmd, INVALID_ITEM), None
 
