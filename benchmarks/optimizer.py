@@ -38,7 +38,12 @@ from agent.optimize.budget import Option, UnitCurve, allocate, allocate_exact  #
 from agent.optimize.fleet import SLEEP_ALLOWANCE_W, curve_options  # noqa: E402
 from agent.optimize.objective import DEFAULT_HASHPRICE_USD_PER_TH_DAY, Economics  # noqa: E402
 from agent.optimize.optimizer import OptimizerConfig, UnitOptimizer  # noqa: E402
-from agent.optimize.prior import PhysicsPrior, PriorContext  # noqa: E402
+from agent.optimize.prior import (  # noqa: E402
+    PhysicsPrior,
+    PriorContext,
+    ResponsePrior,
+    select_prior,
+)
 from agent.optimize.simfleet import SimUnitSpec, fleet_specs, make_unit  # noqa: E402
 from agent.optimize.space import SearchSpace, build_space, capabilities_from_profile  # noqa: E402
 from agent.optimize.tariff import DEFAULT_PRICE_USD_PER_KWH, FlatTariff  # noqa: E402
@@ -129,7 +134,11 @@ def _true_profit(unit: Any, settings: Settings, t: float, hp: float, price: floa
 
 
 def run_unit(
-    spec: SimUnitSpec, econ: Economics, strategies: list[str], budgets: tuple[int, ...]
+    spec: SimUnitSpec,
+    econ: Economics,
+    strategies: list[str],
+    budgets: tuple[int, ...],
+    prior: ResponsePrior | None = None,
 ) -> tuple[UnitResult, dict[str, Any]]:
     """Run every method on one unit; returns scores and the default optimiser's state."""
     hp, _ = econ.rates()
@@ -159,7 +168,11 @@ def run_unit(
         unit = make_unit(spec, clock)
         ctx = PriorContext(space.profile, spec.firmware, ambient_c=unit.reading().env_temp_c)
         opt = UnitOptimizer(
-            space, PhysicsPrior(), ctx, econ, OptimizerConfig(strategy=strategy, seed=spec.seed)
+            space,
+            prior or PhysicsPrior(),
+            ctx,
+            econ,
+            OptimizerConfig(strategy=strategy, seed=spec.seed),
         )
         recs: dict[int, tuple[Settings, float]] = {}
         timed = _Timed(opt)
@@ -401,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--electricity", type=float, default=DEFAULT_PRICE_USD_PER_KWH)
     ap.add_argument("--hashprice", type=float, default=DEFAULT_HASHPRICE_USD_PER_TH_DAY)
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="use this model bundle's response model as the prior",
+    )
     args = ap.parse_args(argv)
     _quiet()
     n = args.units or (5 if args.quick else 36)
@@ -409,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     results: list[UnitResult] = []
     kept: list[dict[str, Any]] = []
+    prior, prior_note = select_prior(args.bundle)
     for spec in fleet_specs(n, args.seed):
-        r, k = run_unit(spec, econ, strategies, BUDGETS)
+        r, k = run_unit(spec, econ, strategies, BUDGETS, prior)
         results.append(r)
         kept.append(k)
         print(
@@ -440,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         "budgets": list(BUDGETS),
         "hashprice_usd_per_th_day": args.hashprice,
         "electricity_usd_per_kwh": args.electricity,
+        "prior": prior_note,
         "median_regret": _median_map(results, strategies[0], BUDGETS),
         "random_median_regret": _median_map(results, "random", BUDGETS),
         "grid_median_regret": _median_map(results, "grid", BUDGETS),

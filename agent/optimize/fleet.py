@@ -97,7 +97,7 @@ def build_optimizer(
     """Build an optimiser for one unit with its trials told (raises ``AgentError`` subclasses)."""
     profile = resolve_profile(unit.model)
     caps = unit.capabilities or capabilities_from_profile(profile, unit.firmware)
-    space = build_space(unit.miner_id, profile, caps)
+    space = build_space(unit.miner_id, profile, caps, trust_fraction=config.trust_fraction)
     ctx = PriorContext(profile, unit.firmware, ambient_c=unit.ambient_c)
     current = unit.current if unit.current is not None and space.contains(unit.current) else None
     opt = UnitOptimizer(space, prior or PhysicsPrior(), ctx, economics, config, current)

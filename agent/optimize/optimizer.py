@@ -37,7 +37,7 @@ from agent.optimize.prior import (
     PriorContext,
     ResponsePrior,
 )
-from agent.optimize.space import SearchSpace
+from agent.optimize.space import DEFAULT_TRUST_FRACTION, SearchSpace
 from agent.optimize.surrogate import (
     Estimator,
     OutputModel,
@@ -113,6 +113,8 @@ class OptimizerConfig:
     #: Degrees kept below the profile's limits on top of the probability requirement.
     temp_margin_c: float = 0.0
     hw_err_max_share: float = DEFAULT_HW_ERR_MAX_SHARE
+    #: Largest change per trial as a fraction of each knob's range (see space.py).
+    trust_fraction: float = DEFAULT_TRUST_FRACTION
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +122,8 @@ class OptimizerConfig:
             raise ConfigError("p_feasible must lie in [0.5, 1)")
         if self.strategy not in ("prior_gp", "prior_et", "prior_only", "skopt_gp"):
             raise ConfigError(f"unknown optimiser strategy {self.strategy!r}")
+        if not 0 < self.trust_fraction <= 1:
+            raise ConfigError("trust_fraction must lie in (0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
