@@ -116,6 +116,10 @@ class Settings:
     power_mode: PowerMode | None = None
     power_percent: float | None = None
     mining: bool | None = None
+    #: Direct board clock and voltage (Braiins-style manual tuning); only where a driver
+    #: offers ``freq_mhz``/``voltage_v`` knobs, and always as a pair.
+    freq_mhz: float | None = None
+    voltage_v: float | None = None
 
     def changed_fields(self) -> dict[str, Any]:
         """Return only the fields this request sets."""
