@@ -37,7 +37,11 @@ from agent.optimize.baselines import GridSearch, RandomSearch  # noqa: E402
 from agent.optimize.budget import Option, UnitCurve, allocate, allocate_exact  # noqa: E402
 from agent.optimize.fleet import SLEEP_ALLOWANCE_W, curve_options  # noqa: E402
 from agent.optimize.objective import DEFAULT_HASHPRICE_USD_PER_TH_DAY, Economics  # noqa: E402
-from agent.optimize.optimizer import OptimizerConfig, UnitOptimizer  # noqa: E402
+from agent.optimize.optimizer import (  # noqa: E402
+    DEFAULT_HW_ERR_MAX_SHARE,
+    OptimizerConfig,
+    UnitOptimizer,
+)
 from agent.optimize.prior import (  # noqa: E402
     PhysicsPrior,
     PriorContext,
@@ -236,6 +240,74 @@ def run_unit(
 
 
 # ----------------------------------------------------------------------------------------
+#: Braiins units in the optional direct-V/f section (one per Braiins model in the mix).
+CLOCK_UNITS = 6
+
+
+def run_clock(specs: list[SimUnitSpec], econ: Economics, budgets: tuple[int, ...]) -> dict:
+    """Direct frequency/voltage tuning on Braiins units vs random search, against truth."""
+    hp, _ = econ.rates()
+    price = econ.electricity_usd_per_kwh()
+    picked = [s for s in specs if s.firmware == "braiins"][:CLOCK_UNITS]
+    loss: dict[str, dict[int, list[float]]] = {"prior_gp": {}, "random": {}}
+    viol = {"prior_gp": 0, "random": 0}
+    err_viol = {"prior_gp": 0, "random": 0}
+    gain_vs_limit: list[float] = []
+    for spec in picked:
+        prof = load_profiles()[spec.profile_id]
+        caps = capabilities_from_profile(prof, spec.firmware, clock=True)
+        space = build_space(spec.unit_id, prof, caps, kind="clock")
+        for method in ("prior_gp", "random"):
+            clock = SimClock(speed=0, start=START)
+            unit = make_unit(spec, clock)
+            if method == "prior_gp":
+                ctx = PriorContext(prof, spec.firmware, ambient_c=unit.reading().env_temp_c)
+                asker: Any = UnitOptimizer(
+                    space, PhysicsPrior(), ctx, econ, OptimizerConfig(seed=spec.seed)
+                )
+            else:
+                asker = RandomSearch(space, econ, seed=spec.seed)
+            recs: dict[int, tuple[Settings, float]] = {}
+
+            def cb(rec: Any, _a: Any = asker, _r: dict = recs, _c: SimClock = clock) -> None:
+                if rec.index + 1 in budgets:
+                    st = (
+                        _a.recommend().settings
+                        if isinstance(_a, UnitOptimizer)
+                        else _a.recommend_settings()
+                    )
+                    _r[rec.index + 1] = (st, _c.now())
+
+            log = run_trials(unit, space, asker, max(budgets), on_trial=cb)
+            viol[method] += log.violations
+            err_viol[method] += sum(
+                1
+                for r in log.records
+                if r.obs.hw_err_share is not None and r.obs.hw_err_share > DEFAULT_HW_ERR_MAX_SHARE
+            )
+            for b, (st, t) in recs.items():
+                best = true_optimum(unit, hp, price, "clock", t)[1]
+                got = _true_profit(unit, st, t, hp, price)
+                loss[method].setdefault(b, []).append((best - got) / best)
+                if method == "prior_gp" and b == max(budgets):
+                    lim = true_optimum(unit, hp, price, "power_limit", t)[1]
+                    gain_vs_limit.append((got - lim) / lim)
+    return {
+        "units": len(picked),
+        "median_regret": {
+            str(b): round(statistics.median(v), 4) for b, v in sorted(loss["prior_gp"].items())
+        },
+        "random_median_regret": {
+            str(b): round(statistics.median(v), 4) for b, v in sorted(loss["random"].items())
+        },
+        "thermal_violations": viol["prior_gp"],
+        "random_thermal_violations": viol["random"],
+        "hw_error_violations": err_viol["prior_gp"],
+        "random_hw_error_violations": err_viol["random"],
+        "median_profit_vs_best_power_limit": round(statistics.median(gain_vs_limit), 4),
+    }
+
+
 def _true_options(unit: Any, t: float, hp: float, price: float) -> list[Option]:
     """The unit's true curve on a power-limit grid, plus sleep (for the exact optimum)."""
     import numpy as np
@@ -500,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["strategy_thermal_violations"] = {
             s: sum(r.violations[s] for r in results) for s in strategies
         }
+    if args.clock:
+        summary["clock"] = run_clock(fleet_specs(n, args.seed), econ, BUDGETS)
     if not args.no_rss:
         summary.update(measure_rss())
     summary["wall_s"] = round(time.perf_counter() - t_start, 1)

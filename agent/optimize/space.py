@@ -54,8 +54,19 @@ DEFAULT_TRUST_FRACTION = 0.3
 GRID_POINTS_1D = 121
 GRID_POINTS_2D = 41
 
+#: Voltage grid step for the clock knob, V: the 0.025 V resolution of the simulator's and
+#: Braiins' manual tuning (truth.VOLTAGE_STEP_V); undervolt margins are ~0.1 V, so a coarser
+#: grid would jump over them.
+VOLTAGE_GRID_STEP_V = 0.025
+
+#: Largest voltage change per trial, V: one LuxOS profile step (0.15 V, landscape.md §8c).
+MAX_VOLTAGE_STEP_V = 0.15
+
 #: Tolerance when checking a value against a bound (float noise from normalisation).
 BOUND_EPS = 1e-6
+
+#: Firmware families that allow direct board clock and voltage (landscape.md §4: Braiins).
+CLOCK_FIRMWARE = frozenset({"braiins"})
 
 #: Firmware names the simulator and drivers use → the profile's driver family.
 FIRMWARE_FAMILY = {
@@ -83,8 +94,15 @@ def firmware_knobs(profile: HardwareProfile, firmware: str) -> FirmwareKnobs:
     raise ConfigError(f"profile {profile.id} has no controls for firmware {firmware!r}")
 
 
-def capabilities_from_profile(profile: HardwareProfile, firmware: str) -> Capabilities:
-    """Capabilities implied by the profile alone (for simulators and offline planning)."""
+def capabilities_from_profile(
+    profile: HardwareProfile, firmware: str, *, clock: bool = False
+) -> Capabilities:
+    """Capabilities implied by the profile alone (for simulators and offline planning).
+
+    ``clock=True`` adds direct frequency/voltage knobs where the firmware allows them
+    (Braiins OS+ manual per-hashboard tuning, landscape.md §4); no shipped driver exposes
+    them yet, so they are opt-in.
+    """
     fk = firmware_knobs(profile, firmware)
     knobs: list[Knob] = []
     if fk.power_limit:
@@ -111,8 +129,7 @@ def capabilities_from_profile(profile: HardwareProfile, firmware: str) -> Capabi
         )
     if fk.power_modes:
         knobs.append(Knob(KNOB_POWER_MODE, "discrete", choices=tuple(fk.power_modes)))
-    clock_ok = getattr(fk, "clock", False) or getattr(fk, "frequency", False)
-    if clock_ok:
+    if clock and fk.driver in CLOCK_FIRMWARE:
         c = profile.clock
         knobs.append(Knob(KNOB_FREQ, "continuous", c.freq_mhz_min, c.freq_mhz_max))
         knobs.append(Knob(KNOB_VOLTAGE, "continuous", c.voltage_v_min, c.voltage_v_max))
@@ -238,6 +255,9 @@ class SearchSpace:
         if self.dim == 1:
             return np.linspace(0.0, 1.0, GRID_POINTS_1D).reshape(-1, 1)
         axes = [np.linspace(0.0, 1.0, GRID_POINTS_2D)] * self.dim
+        if self.kind == "clock":  # voltage on the firmware's own tuning step, not 41 points
+            n_v = round((self.highs[1] - self.lows[1]) / VOLTAGE_GRID_STEP_V) + 1
+            axes = [np.linspace(0.0, 1.0, GRID_POINTS_2D), np.linspace(0.0, 1.0, max(n_v, 2))]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.reshape(-1) for m in mesh], axis=1)
 
@@ -246,7 +266,10 @@ class SearchSpace:
         if self.kind == "power_mode":
             n = len(self.modes)
             return np.array([1.0 / (n - 1) + BOUND_EPS if n > 1 else 1.0])
-        return np.full(self.dim, self.trust_fraction + BOUND_EPS)
+        lim = np.full(self.dim, self.trust_fraction + BOUND_EPS)
+        if self.kind == "clock":
+            lim[1] = min(lim[1], MAX_VOLTAGE_STEP_V / (self.highs[1] - self.lows[1]) + BOUND_EPS)
+        return lim
 
     def in_trust(self, current: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Boolean mask: which ``points`` lie within one trial's step of ``current``."""

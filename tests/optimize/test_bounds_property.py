@@ -17,7 +17,9 @@ from tests.optimize.conftest import assert_within_profile
 
 PROFILES = load_profiles()
 #: Every (profile, firmware) the shipped profiles offer, with the firmware name a driver uses.
-CASES = sorted((pid, key) for pid, p in PROFILES.items() for key in p.firmware)
+CASES = sorted((pid, key, False) for pid, p in PROFILES.items() for key in p.firmware) + [
+    (pid, "braiins", True) for pid, p in sorted(PROFILES.items()) if "braiins" in p.firmware
+]  # the last flag: direct frequency/voltage (Braiins only)
 FIRMWARE_NAME = {"whatsminer": "whatsminer_v3", "antminer": "antminer", "braiins": "braiins"}
 
 
@@ -28,10 +30,11 @@ FIRMWARE_NAME = {"whatsminer": "whatsminer_v3", "antminer": "antminer", "braiins
     trust=st.floats(0.01, 1.0),
 )
 def test_space_points_and_steps_stay_in_bounds(case, u, trust):
-    pid, key = case
+    pid, key, clock = case
     prof = PROFILES[pid]
     fw = FIRMWARE_NAME[key]
-    space = build_space("u", prof, capabilities_from_profile(prof, fw), trust_fraction=trust)
+    caps = capabilities_from_profile(prof, fw, clock=clock)
+    space = build_space("u", prof, caps, "clock" if clock else None, trust_fraction=trust)
     point = np.array(u[: space.dim])
     s = space.from_unit(point)
     assert_within_profile(prof, key, s)
@@ -58,11 +61,12 @@ def test_space_points_and_steps_stay_in_bounds(case, u, trust):
 def test_every_proposal_stays_in_bounds(
     case, hashprice, price, ambient, p_feasible, trust, noise, cap_kw
 ):
-    pid, key = case
+    pid, key, clock = case
     prof = PROFILES[pid]
     fw = FIRMWARE_NAME[key]
     econ = Economics(hashprice=hashprice, tariff=FlatTariff(price))
-    space = build_space("u", prof, capabilities_from_profile(prof, fw), trust_fraction=trust)
+    caps = capabilities_from_profile(prof, fw, clock=clock)
+    space = build_space("u", prof, caps, "clock" if clock else None, trust_fraction=trust)
     ctx = PriorContext(prof, fw, ambient_c=ambient)
     cfg = OptimizerConfig(p_feasible=p_feasible)
     opt = UnitOptimizer(space, PhysicsPrior(), ctx, econ, cfg)
