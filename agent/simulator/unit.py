@@ -4,11 +4,15 @@ The protocol servers in ``agent.simulator.servers`` call this API; nothing here 
 wire formats. State changes only on commands and injected events; a reading is computed on
 request at ``clock.now()`` (cached per simulated second) and cumulative counters are closed-form
 integrals over piecewise segments, so nothing ticks and idle units cost nothing.
+
+This module holds the unit's state and its commands. Firmware decisions (tuner, protection,
+fault codes) live in :mod:`agent.simulator.firmware`, the counters in
+:mod:`agent.simulator.counters` and the reading records in :mod:`agent.simulator.reading`;
+their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -18,121 +22,69 @@ import structlog
 
 from agent.profiles import FirmwareKnobs, HardwareProfile
 from agent.simulator.clock import Ramp, Segment, SimClock, gaussian_noise
-from agent.simulator.physics import (
-    CONTROL_W,
-    FAN_MIN_FRACTION,
-    OperatingPoint,
-    UnitParams,
-    board_thermals,
-    draw_params,
-    firmware_voltage,
-    steady_state,
+from agent.simulator.counters import (
+    POOL_DIFFICULTY,
+    REJECT_FRACTION,
+    RESEGMENT_TOLERANCE,
+    SEGMENT_KEEP_S,
+    WINDOW_30M_S,
+    HashCounters,
 )
+from agent.simulator.firmware import (
+    ANTMINER_MODE_SWITCH_S,
+    ANTMINER_RAMP_S,
+    FIRMWARE_FAMILY,
+    HIGH_MODE_AMBIENT_MAX_C,
+    LOW_HASHRATE_FRACTION,
+    REBOOT_S,
+    RETUNE_RAMP_S,
+    THROTTLE_MAX_FRACTION,
+    THROTTLE_STEP_MHZ,
+    TUNER_STEP_MHZ,
+    WHATSMINER_DOWN_S,
+    FirmwareLogic,
+    UnsupportedControl,
+    pick_highest_fitting,
+)
+from agent.simulator.physics import OperatingPoint, UnitParams, draw_params
+from agent.simulator.reading import (
+    HASHRATE_5S_NOISE,
+    POWER_READING_NOISE,
+    BoardState,
+    UnitReading,
+    board_states,
+    observe,
+)
+from agent.simulator.reading import chip_status as _chip_status  # noqa: F401  (tests import it)
+
+__all__ = [
+    "ANTMINER_MODE_SWITCH_S",
+    "ANTMINER_RAMP_S",
+    "FIRMWARE_FAMILY",
+    "HASHRATE_5S_NOISE",
+    "HIGH_MODE_AMBIENT_MAX_C",
+    "LOW_HASHRATE_FRACTION",
+    "POOL_DIFFICULTY",
+    "POWER_READING_NOISE",
+    "REBOOT_S",
+    "REJECT_FRACTION",
+    "RESEGMENT_TOLERANCE",
+    "RETUNE_RAMP_S",
+    "SEGMENT_KEEP_S",
+    "THROTTLE_MAX_FRACTION",
+    "THROTTLE_STEP_MHZ",
+    "TUNER_STEP_MHZ",
+    "WHATSMINER_DOWN_S",
+    "WINDOW_30M_S",
+    "BoardState",
+    "FaultState",
+    "SimUnit",
+    "UnitReading",
+    "UnsupportedControl",
+    "pick_highest_fitting",
+]
 
 log = structlog.get_logger(__name__)
-
-#: Firmware names the simulator accepts → the profile's firmware-knob family.
-FIRMWARE_FAMILY = {
-    "antminer": "antminer",
-    "whatsminer_v2": "whatsminer",
-    "whatsminer_v3": "whatsminer",
-    "braiins": "braiins",
-}
-
-#: Stock Antminer power-mode switch takes 10–20 s (landscape.md §2, MOS docs); drawn per unit.
-ANTMINER_MODE_SWITCH_S = (10.0, 20.0)
-#: A reboot takes 2–3 min (landscape.md §2: pool change triggers a 2–3 min reboot); per unit.
-REBOOT_S = (120.0, 180.0)
-#: Antminer hashrate ramp after the mining process starts. Engineering assumption.
-ANTMINER_RAMP_S = 60.0
-#: Whatsminer: part of ``restart_s`` during which btminer is down (0 W, RPC refused) before
-#: the upfreq ramp. Engineering assumption (landscape.md §2: "drops to 0 W and restarts").
-WHATSMINER_DOWN_S = 60.0
-#: Transition for changes that need no restart (Braiins retune, power percent, Whatsminer
-#: mode switch). Engineering assumption; Braiins "quick ramping" is configured in seconds
-#: (landscape.md §4).
-RETUNE_RAMP_S = 60.0
-#: Over-temperature protection steps the clock down in LuxOS-sized 25 MHz steps
-#: (landscape.md §4/§8c).
-THROTTLE_STEP_MHZ = 25.0
-#: Protection lowers the clock by at most this fraction before shutting down: S21 OTP
-#: 490 → 440 MHz (landscape.md §2, ◐); with it the S21 shuts down near 48 °C ambient,
-#: matching the reported "shutdown above 47 °C".
-THROTTLE_MAX_FRACTION = 0.1
-#: Frequency grid of the simulated firmware power tuner. Engineering assumption.
-TUNER_STEP_MHZ = 5.0
-#: Relative noise of the 5-second hashrate: fixtures show 5 s vs average −1.1 % (S19 Pro,
-#: antminer/v2020) and −1.8 % (S19k Pro, luxminer/v1).
-HASHRATE_5S_NOISE = 0.015
-#: Relative noise of the firmware power reading. Engineering assumption.
-POWER_READING_NOISE = 0.005
-#: Pool share difficulty: ePIC S19 XP fixture session difficulty 262144 (epic/v1/summary.json).
-POOL_DIFFICULTY = 262144.0
-#: Rejected share fraction: S19 Pro fixture, 11 rejected of 4068 (antminer/v2020/summary.json).
-REJECT_FRACTION = 0.0027
-#: Antminer "R:1 low hashrate" when below this share of expected after the ramp.
-#: Engineering assumption (the code's threshold is not published).
-LOW_HASHRATE_FRACTION = 0.8
-#: Relative change of the protected steady hashrate that starts a new counter segment.
-#: Small enough to follow a 25 MHz throttle step (~4–10 %), large enough to ignore the
-#: sub-percent leakage drift of the day/night swing.
-RESEGMENT_TOLERANCE = 0.01
-#: MicroBT "high performance" mode needs ambient ≤ 28 °C (landscape.md §2); above it the
-#: firmware raises code 610 (pyasic whatsminer error table).
-HIGH_MODE_AMBIENT_MAX_C = 28.0
-#: Window of the ``hashrate_30m`` reading, s.
-WINDOW_30M_S = 1800.0
-#: Closed segments older than this are folded into totals and dropped.
-SEGMENT_KEEP_S = WINDOW_30M_S
-_DIFF1_HASHES = 2.0**32
-
-
-class UnsupportedControl(ValueError):
-    """Raised when a firmware does not offer the requested control on this model."""
-
-
-@dataclass(frozen=True)
-class BoardState:
-    """One hashboard as firmware would report it."""
-
-    index: int
-    hashrate_ths: float
-    chips_total: int
-    chips_ok: int
-    chip_status: str
-    freq_mhz: float
-    voltage_v: float
-    board_temp_c: float
-    chip_temp_c: float
-    inlet_temp_c: float
-    outlet_temp_c: float
-    hw_errors: int
-    alive: bool
-
-
-@dataclass(frozen=True)
-class UnitReading:
-    """Everything a firmware could report at one instant."""
-
-    ts: float
-    elapsed_s: int
-    is_mining: bool
-    power_mode: str
-    power_limit_w: float | None
-    hashrate_5s_ths: float
-    hashrate_avg_ths: float
-    hashrate_30m_ths: float
-    expected_hashrate_ths: float
-    power_true_w: float
-    power_reported_w: float
-    env_temp_c: float
-    fans_rpm: tuple[int, ...]
-    boards: tuple[BoardState, ...]
-    accepted: int
-    rejected: int
-    hw_errors: int
-    error_codes: tuple[str, ...]
-    throttled: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +124,7 @@ class SimUnit:
         self.seed = seed
         self.clock = clock
         self.params: UnitParams = draw_params(profile, seed)
+        self._fw = FirmwareLogic(profile, family, self.knobs, self.params)
         rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x51A7])
         self._mode_switch_s = float(rng.uniform(*ANTMINER_MODE_SWITCH_S))
         self._reboot_s = float(rng.uniform(*REBOOT_S))
@@ -201,11 +154,8 @@ class SimUnit:
         self._web_down_until = -math.inf
         self._proc_start = now - uptime
         self._ramp = Ramp(t_up=self._proc_start, ramp_s=0.0, frac0=0.0)
-        self._closed_board = np.zeros(nb)
-        self._closed_hw = np.zeros(nb)
-        self._recent: list[tuple[Segment, float]] = []  # closed (segment, t_end) within 30 min
-        self._segment = Segment(
-            self._proc_start, self._ramp, *self._segment_rates(self._proc_start)
+        self._counters = HashCounters(
+            nb, Segment(self._proc_start, self._ramp, *self._segment_rates(self._proc_start))
         )
 
     # ------------------------------------------------------------------ public state
@@ -403,102 +353,41 @@ class SimUnit:
     # ------------------------------------------------------------------ firmware logic
     def mode_freq(self, mode: str) -> float:
         """Clock the firmware runs in a power mode before any power limit."""
-        c = self.profile.clock
-        frac = 1.0
-        if mode == "low":
-            frac = self.knobs.low_mode_fraction or 1.0
-        elif mode == "high":
-            frac = self.knobs.high_mode_fraction or 1.0
-        return float(np.clip(c.freq_mhz_default * frac, c.freq_mhz_min, c.freq_mhz_max))
+        return self._fw.mode_freq(mode)
 
     def tuner_table(self, f_cap: float, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the power tuner's view: (freq grid, safe voltages, firmware-estimated W).
+        """Return the power tuner's view at ``t``: (freq grid, safe voltages, firmware W).
 
-        The simulated tuner (Whatsminer power limit, Braiins power target) uses the
-        firmware's own, biased power estimate, so a limit holds in reported watts, not at
-        the wall (Foreman: 5–20 % apart, landscape.md §2).
+        See :meth:`agent.simulator.firmware.FirmwareLogic.tuner_table`.
         """
-        c = self.profile.clock
-        grid = np.arange(c.freq_mhz_min, f_cap + 1e-9, TUNER_STEP_MHZ)
-        volts = firmware_voltage(self.profile, grid)
-        th = board_thermals(
-            self.params, grid, volts, self.ambient_c(t), self.board_active(), self._fans_ok
-        )
-        return grid, volts, th.power_w * (1.0 + self.params.power_bias)
+        return self._fw.tuner_table(f_cap, self.ambient_c(t), self.board_active(), self._fans_ok)
 
     def tuner_cap(self, mode: str, limited: bool) -> float:
         """Highest clock the tuner may pick: the mode's clock, or f_max for a Braiins target."""
-        if self.family == "braiins" and limited:
-            return self.profile.clock.freq_mhz_max  # a Braiins power target may overclock
-        return self.mode_freq(mode)
+        return self._fw.tuner_cap(mode, limited)
 
     def resolve(self, settings: dict, t: float | None = None) -> tuple[float, float, bool]:
         """Return (freq, voltage, hashing) the firmware would run for ``settings`` at ``t``."""
         t = self.clock.now() if t is None else t
-        mode = settings.get("power_mode", "normal")
-        if not settings.get("mining", True) or mode == "sleep":
-            return 0.0, 0.0, False
-        if settings.get("clock_manual"):
-            return float(settings["freq_mhz"]), float(settings["voltage_v"]), True
-        limit = settings.get("power_limit_w") if settings.get("limit_active", True) else None
-        pct = float(settings.get("power_percent", 100.0))
-        base = limit if limit is not None else (self.profile.rated.power_w if pct < 100 else None)
-        if base is None:
-            f = self.mode_freq(mode)
-            return f, float(firmware_voltage(self.profile, f)), True
-        grid, volts, reported = self.tuner_table(self.tuner_cap(mode, limit is not None), t)
-        i = pick_highest_fitting(reported, base * pct / 100.0)
-        return float(grid[i]), float(volts[i]), True
+        return self._fw.resolve(settings, lambda f_cap: self.tuner_table(f_cap, t))
 
     def protected_point(
         self, freq: float, volt: float, t: float
     ) -> tuple[OperatingPoint | None, bool]:
         """Return (steady point after over-temperature protection or None, throttled).
 
-        Protection steps the clock down in THROTTLE_STEP_MHZ steps at the same voltage (at
-        most THROTTLE_MAX_FRACTION) until the hottest board is at or below the profile's hot
-        temperature; if the deepest step leaves a board above the danger (max) temperature
-        the unit stops hashing, and resumes once it is cool enough (no latch).
-        Cached per state version and 0.1 °C of ambient (ambient moves slowly).
+        See :meth:`agent.simulator.firmware.FirmwareLogic.protect`. Cached per state
+        version and 0.1 °C of ambient (ambient moves slowly).
         """
         amb = self.ambient_c(t)
         key = (self._version, freq, volt, round(amb, 1))
         if self._op_cache is not None and self._op_cache[0] == key:
             return self._op_cache[1]
-        result = self._protect(freq, volt, amb)
+        result = self._fw.protect(
+            freq, volt, amb, self.board_active(), self._boards_ok, self._dead, self._fans_ok
+        )
         self._op_cache = (key, result)
         return result
-
-    def _protect(self, freq: float, volt: float, amb: float) -> tuple[OperatingPoint | None, bool]:
-        th_prof = self.profile.thermal
-        floor = max(self.profile.clock.freq_mhz_min, freq * (1.0 - THROTTLE_MAX_FRACTION))
-        cands = (
-            np.arange(freq, floor - 1e-9, -THROTTLE_STEP_MHZ) if freq > floor else np.array([freq])
-        )
-        if cands[-1] > floor:
-            cands = np.append(cands, floor)
-        th = board_thermals(
-            self.params, cands, np.full(cands.shape, volt), amb, self.board_active(), self._fans_ok
-        )
-        hottest = th.board_temp_c.max(axis=1)
-        ok = np.nonzero(hottest <= th_prof.board_temp_hot_c)[0]
-        if ok.size:
-            i = int(ok[0])
-        elif hottest[-1] <= th_prof.board_temp_max_c:
-            i = len(cands) - 1
-        else:
-            return None, True
-        throttled = i > 0 or not ok.size
-        op = steady_state(
-            self.params,
-            float(cands[i]),
-            volt,
-            amb,
-            tuple(self._boards_ok),
-            self._dead,
-            tuple(self._fans_ok),
-        )
-        return (dataclasses.replace(op, throttled=True) if throttled else op), throttled
 
     def _current_settings(self) -> dict:
         return dict(
@@ -525,8 +414,8 @@ class SimUnit:
         """Close the running segment at now and open one for the new state."""
         now = self.clock.now()
         self._version += 1  # before any physics, so no cached point of the old state is reused
-        old_rate = sum(self._segment.board_ths) * self._segment.ramp.at(now)
-        self._close_segment(now)
+        old_rate = self._counters.rate_at(now)
+        self._counters.close(now)
         if restart:
             if self.family == "whatsminer":
                 down = WHATSMINER_DOWN_S if down_s is None else down_s
@@ -536,9 +425,7 @@ class SimUnit:
                 ramp_len = ANTMINER_RAMP_S
             self._proc_start = now + down
             self._ramp = Ramp(t_up=now + down, ramp_s=ramp_len, frac0=0.0)
-            self._closed_board[:] = 0.0
-            self._closed_hw[:] = 0.0
-            self._recent.clear()
+            self._counters.reset()
         board_ths, board_hw = self._segment_rates(now)
         if not restart and now >= self._ramp.t_up:
             new_rate = sum(board_ths)
@@ -549,7 +436,7 @@ class SimUnit:
                 self._ramp = Ramp(
                     t_up=now, ramp_s=r, frac0=float(np.clip(old_rate / new_rate, 0.0, 2.0))
                 )
-        self._segment = Segment(now, self._ramp, board_ths, board_hw)
+        self._counters.segment = Segment(now, self._ramp, board_ths, board_hw)
 
     def _resegment_if_drifted(self, op: OperatingPoint | None, t: float) -> None:
         """Start a new counter segment when protection changed the steady rate since the last.
@@ -557,24 +444,15 @@ class SimUnit:
         Ambient swings move units in and out of over-temperature protection without any
         command; counters follow from the first reading that sees the change.
         """
-        seg_rate = sum(self._segment.board_ths)
+        seg_rate = sum(self._counters.segment.board_ths)
         rate = 0.0 if op is None else op.hashrate_ths
         if abs(rate - seg_rate) <= RESEGMENT_TOLERANCE * max(seg_rate, rate, 1e-9):
             return
-        self._close_segment(t)
+        self._counters.close(t)
         zeros = (0.0,) * self.profile.hardware.boards
         ths = zeros if op is None else op.board_hashrate_ths
         hw = zeros if op is None else op.board_hw_error_rate
-        self._segment = Segment(t, self._ramp, ths, hw)
-
-    def _close_segment(self, t_end: float) -> None:
-        seg = self._segment
-        ms = seg.hash_s(seg.t0, t_end)
-        ths = np.asarray(seg.board_ths)
-        self._closed_board += ths * ms
-        self._closed_hw += ths * np.asarray(seg.board_hw) * ms
-        self._recent.append((seg, t_end))
-        self._recent = [(s, e) for s, e in self._recent if e > t_end - SEGMENT_KEEP_S]
+        self._counters.segment = Segment(t, self._ramp, ths, hw)
 
     # ------------------------------------------------------------------ reading
     def reading(self) -> UnitReading:
@@ -593,7 +471,7 @@ class SimUnit:
             return r
 
     def _compute(self, t: float) -> UnitReading:
-        prof, nb = self.profile, self.profile.hardware.boards
+        prof = self.profile
         amb = self.ambient_c(t)
         up = t >= self._web_down_until and t >= self._ramp.t_up
         freq, volt, hashing = (
@@ -607,29 +485,9 @@ class SimUnit:
             shutdown = op is None
             self._resegment_if_drifted(op, t)
         m = self._ramp.at(t) if op is not None else 0.0
-        idle_rpm = tuple(
-            round(FAN_MIN_FRACTION * r) if ok else 0
-            for r, ok in zip(self.params.fan_rpm_max, self._fans_ok, strict=True)
-        )
-        idle_w = CONTROL_W + (
-            self._fans_ok.sum() * self.params.coeffs.fan_w_max * FAN_MIN_FRACTION**3 if up else 0.0
-        )
-        if op is not None:
-            warm = min(m, 1.0)
-            power = idle_w + (op.power_w - idle_w) * m
-            fans = op.fans_rpm
-            temps = [
-                tuple(amb + (x - amb) * warm for x in arr)
-                for arr in (op.board_temp_c, op.chip_temp_c, op.inlet_temp_c, op.outlet_temp_c)
-            ]
-            board_h = [h * m for h in op.board_hashrate_ths]
-            chip_ok = op.chip_ok
-        else:
-            power, fans = idle_w, idle_rpm if up else (0,) * prof.hardware.fans
-            temps = [(amb,) * nb] * 4
-            board_h = [0.0] * nb
-            chip_ok = self._boards_ok[:, None] & ~self._dead
-        hashrate = sum(board_h)
+        obs = observe(self.params, op, m, amb, up, self._boards_ok, self._dead, self._fans_ok)
+        power = obs.power_w
+        hashrate = sum(obs.board_hashrate_ths)
         noise = gaussian_noise(self.seed, math.floor(t), 1)
         h5 = max(0.0, hashrate * (1.0 + HASHRATE_5S_NOISE * noise))
         p_rep = (
@@ -639,23 +497,10 @@ class SimUnit:
         )
 
         # counters since process start (closed segments + running one), closed form
-        seg = self._segment
-        ms = seg.hash_s(seg.t0, t)
-        ths = np.asarray(seg.board_ths)
-        board_ths_s = self._closed_board + ths * ms
-        board_hw_hashes = (
-            (self._closed_hw + ths * np.asarray(seg.board_hw) * ms) * 1e12 / _DIFF1_HASHES
-        )
+        counts = self._counters.totals(t)
         elapsed = max(0.0, t - self._proc_start) if up else 0.0
-        diff1 = board_ths_s.sum() * 1e12 / _DIFF1_HASHES
-        shares = diff1 / POOL_DIFFICULTY
-        accepted = int(shares * (1.0 - REJECT_FRACTION))
-        rejected = int(shares * REJECT_FRACTION)
-        avg = board_ths_s.sum() / elapsed if elapsed > 0 else 0.0
-        lo = max(t - WINDOW_30M_S, self._proc_start)
-        win = sum(sum(s.board_ths) * s.hash_s(lo, min(e, t)) for s, e in self._recent if e > lo)
-        win += sum(seg.board_ths) * seg.hash_s(lo, t)
-        h30 = win / (t - lo) if t > lo else 0.0
+        avg = counts.board_ths_s.sum() / elapsed if elapsed > 0 else 0.0
+        h30 = self._counters.hashrate_30m(t, self._proc_start)
 
         expected = (
             prof.expected_chips
@@ -663,27 +508,23 @@ class SimUnit:
             * (freq if hashing else self.params.f_default)
             * 1e-6
         )
-        boards = tuple(
-            BoardState(
-                index=i,
-                hashrate_ths=board_h[i],
-                chips_total=prof.hardware.chips_per_board,
-                chips_ok=int(chip_ok[i].sum()) if self._boards_ok[i] else 0,
-                chip_status=_chip_status(chip_ok[i]) if self._boards_ok[i] else "",
-                freq_mhz=float(op.freq_mhz)
-                if op is not None and self._boards_ok[i]
-                else (float(freq) if hashing and self._boards_ok[i] else 0.0),
-                voltage_v=float(volt) if hashing and self._boards_ok[i] else 0.0,
-                board_temp_c=temps[0][i],
-                chip_temp_c=temps[1][i],
-                inlet_temp_c=temps[2][i],
-                outlet_temp_c=temps[3][i],
-                hw_errors=int(board_hw_hashes[i]),
-                alive=bool(self._boards_ok[i]),
-            )
-            for i in range(nb)
+        boards = board_states(
+            prof, op, freq, volt, hashing, obs, self._boards_ok, counts.board_hw_errors
         )
-        codes = self._error_codes(op, throttled, shutdown, amb, hashrate, expected, t)
+        codes = self._fw.error_codes(
+            op,
+            throttled,
+            shutdown,
+            amb,
+            hashrate,
+            expected,
+            t,
+            power_mode=self._settings["power_mode"],
+            ramp=self._ramp,
+            boards_ok=self._boards_ok,
+            dead=self._dead,
+            fans_ok=self._fans_ok,
+        )
         return UnitReading(
             ts=t,
             elapsed_s=int(elapsed),
@@ -697,70 +538,11 @@ class SimUnit:
             power_true_w=power,
             power_reported_w=p_rep,
             env_temp_c=amb,
-            fans_rpm=fans if up else (0,) * prof.hardware.fans,
+            fans_rpm=obs.fans_rpm if up else (0,) * prof.hardware.fans,
             boards=boards,
-            accepted=accepted,
-            rejected=rejected,
-            hw_errors=int(board_hw_hashes.sum()),
+            accepted=counts.accepted,
+            rejected=counts.rejected,
+            hw_errors=int(counts.board_hw_errors.sum()),
             error_codes=codes,
             throttled=throttled,
         )
-
-    def _error_codes(
-        self,
-        op: OperatingPoint | None,
-        throttled: bool,
-        shutdown: bool,
-        amb: float,
-        hashrate: float,
-        expected: float,
-        t: float,
-    ) -> tuple[str, ...]:
-        """Vendor-style fault codes (landscape.md §8d; pyasic whatsminer error table)."""
-        codes: list[str] = []
-        nb = self.profile.hardware.boards
-        if self.family == "whatsminer":
-            codes += [
-                f"11{i}" for i in range(min(2, self.profile.hardware.fans)) if not self._fans_ok[i]
-            ]
-            codes += [f"53{i}" for i in range(nb) if not self._boards_ok[i]]
-            codes += [f"55{i}" for i in range(nb) if self._boards_ok[i] and self._dead[i].any()]
-            if op is not None and throttled:
-                codes.append(f"35{int(np.argmax(op.board_temp_c))}")
-            if shutdown:
-                codes.append("360")
-            if amb > self.profile.thermal.ambient_max_c:
-                codes.append("600")
-            if self._settings["power_mode"] == "high" and amb > HIGH_MODE_AMBIENT_MAX_C:
-                codes.append("610")
-        else:
-            if not self._boards_ok.all():
-                codes.append("J0:8")
-            codes += [f"J{i}:2" for i in range(nb) if self._boards_ok[i] and self._dead[i].any()]
-            if throttled or shutdown:
-                codes.append("P:1")
-            ramped = self._ramp.at(t) >= 1.0
-            if (
-                op is not None
-                and ramped
-                and expected > 0
-                and hashrate < LOW_HASHRATE_FRACTION * expected
-            ):
-                codes.append("R:1")
-        return tuple(codes)
-
-
-def pick_highest_fitting(reported_w: np.ndarray, target_w: float) -> int:
-    """Index of the highest grid clock whose estimated power fits, else the lowest clock."""
-    fits = np.nonzero(reported_w <= target_w)[0]
-    return int(fits.max()) if fits.size else 0
-
-
-def _chip_status(ok: np.ndarray) -> str:
-    """Antminer chain_acs style: groups of three, ``o`` ok, ``x`` bad (' ooo ooo xoo')."""
-    n = len(ok)
-    groups = (n + 2) // 3
-    buf = np.full(n + groups, ord(" "), dtype=np.uint8)
-    idx = np.arange(n)
-    buf[idx + idx // 3 + 1] = np.where(ok, ord("o"), ord("x"))
-    return buf.tobytes().decode("ascii")
