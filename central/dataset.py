@@ -116,7 +116,7 @@ def build_features(btc: pd.DataFrame) -> pd.DataFrame:
 
     next_halving = (height // HALVING_INTERVAL_BLOCKS + 1) * HALVING_INTERVAL_BLOCKS
     out["days_to_halving"] = (next_halving - height) / rate
-    out["dow"] = btc.index.dayofweek.astype(float)
+    out["dow"] = btc.index.day_of_week.astype(float)
 
     per_block = np.array([subsidy_sat(int(x) + 1) for x in height]) / 1e8
     per_block = pd.Series(per_block, index=btc.index)

@@ -145,12 +145,12 @@ def _reset(unit: SimUnit) -> None:
         unit.clear_power_limit()  # a firmware-managed limit/clock ends the manual clock
 
 
-def _apply_random_knob(unit: SimUnit, rng: np.random.Generator) -> dict[str, float | None]:
+def _apply_random_knob(unit: SimUnit, rng: np.random.Generator) -> dict[str, Any]:
     """Apply one knob from the base state; return the commanded settings features."""
     prof = unit.profile
     knobs, weights = zip(*KNOB_MIX[unit.family], strict=True)
     knob = knobs[rng.choice(len(knobs), p=np.asarray(weights) / sum(weights))]
-    s: dict[str, float | None] = {
+    s: dict[str, Any] = {
         "power_mode_rank": POWER_MODE_RANK["normal"],
         "power_limit_w": None,
         "power_percent": None,
@@ -179,7 +179,7 @@ def _apply_random_knob(unit: SimUnit, rng: np.random.Generator) -> dict[str, flo
         )
         unit.set_clock(freq, volt)
         s["freq_mhz"], s["voltage_v"] = freq, volt
-    s["_knob"] = knob  # type: ignore[assignment]
+    s["_knob"] = knob
     return s
 
 

@@ -49,7 +49,7 @@ COINMETRICS_LAST_DAY = pd.Timestamp("2020-07-27")
 BLOCKCHAINCOM_FIRST_DAY = pd.Timestamp("2020-04-11")
 #: First day of the daily frame (Bitcoin Visuals starts here).
 FIRST_DAY = pd.Timestamp("2016-01-01")
-#: Longest fee gap (days) filled by interpolating fees per block; longer gaps stay NaN.
+#: Longest fee gap (days) filled by carrying fees per block forward; longer gaps stay NaN.
 #: Two isolated single days are missing in the blockchain.com export (see data/README.md);
 #: a year-long gap (2022-04-30 .. 2023-04-29) is not something to invent.
 MAX_FEE_IMPUTE_GAP_DAYS = 3
@@ -90,7 +90,7 @@ def blocks_from_subsidy(last_height: int, subsidy_btc: float) -> int:
     """Count the blocks after ``last_height`` whose subsidies sum to ``subsidy_btc``."""
     first = last_height + 1
     per_block = subsidy_sat(first) / SAT_PER_BTC
-    before_halving = next_halving_height(last_height) - first
+    before_halving = next_halving_height(first) - first
     if subsidy_btc <= before_halving * per_block + 1e-9:
         n = subsidy_btc / per_block
     else:
@@ -109,7 +109,7 @@ def _read(name: str, data_dir: Path, **kwargs: object) -> pd.DataFrame:
     path = data_dir / name
     if not path.is_file():
         raise FileNotFoundError(f"market data file missing: {path} (see data/README.md)")
-    return pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
+    return pd.read_csv(path, **kwargs)
 
 
 def _daily(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -141,11 +141,12 @@ def _block_counts(cm: pd.DataFrame, bv: pd.DataFrame) -> tuple[pd.Series, pd.Ser
         anchor = HALVING_DAYS.get(boundary)
         if anchor is not None and day < anchor:
             n = round(float(mined) / (subsidy_sat(boundary - 1) / SAT_PER_BTC))
+            last = min(last + n, boundary - 1)  # the drifted count may not cross early
         else:
             if anchor is not None and day == anchor:
-                last = min(last, boundary - 1)  # re-anchor the drifted count
+                last = min(last, boundary - 1)
             n = blocks_from_subsidy(last, float(mined))
-        last += n
+            last += n
         blocks.loc[day] = n
         height.loc[day] = last
     return blocks.astype(int), height.astype(int)
@@ -166,7 +167,12 @@ def _merge_fees(cm: pd.DataFrame, fees: pd.DataFrame, days: pd.DatetimeIndex) ->
 
 
 def _impute_short_fee_gaps(frame: pd.DataFrame, max_gap: int) -> None:
-    """Fill interior fee gaps of at most ``max_gap`` days; flag them in ``fees_imputed``."""
+    """Fill interior fee gaps of at most ``max_gap`` days; flag them in ``fees_imputed``.
+
+    Method: the last known fees per block are carried forward (causal: a feature computed
+    at day t never sees day t+1), times the day's block count. Longer gaps and gaps at the
+    end of the data stay NaN.
+    """
     per_block = frame["fees_btc"] / frame["blocks"]
     missing = per_block.isna()
     run_id = (missing != missing.shift()).cumsum()
@@ -174,10 +180,10 @@ def _impute_short_fee_gaps(frame: pd.DataFrame, max_gap: int) -> None:
     known = per_block.notna()
     bounded = known.cummax() & known[::-1].cummax()[::-1]
     fill = missing & (run_len <= max_gap) & bounded
-    interpolated = per_block.interpolate(method="time", limit_area="inside")
+    carried = per_block.ffill()
     frame["fees_imputed"] = fill
-    frame.loc[fill, "fees_btc"] = interpolated[fill] * frame.loc[fill, "blocks"]
-    frame.loc[fill, "fees_src"] = "imputed:interp_fee_per_block"
+    frame.loc[fill, "fees_btc"] = carried[fill] * frame.loc[fill, "blocks"]
+    frame.loc[fill, "fees_src"] = "imputed:carry_forward_fee_per_block"
 
 
 def load_btc_daily(

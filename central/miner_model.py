@@ -95,15 +95,32 @@ def _metrics(y: np.ndarray, pred: np.ndarray, target: str) -> dict[str, float]:
     return out
 
 
+Splits = list[tuple[np.ndarray, np.ndarray]]
+
+
+def unit_splits(frame: pd.DataFrame, n: int = N_FOLDS) -> Splits:
+    """GroupKFold by unit: every row of a unit is on the same side."""
+    return list(GroupKFold(n_splits=n).split(frame, groups=frame["unit_id"]))
+
+
+def row_splits(frame: pd.DataFrame, n: int = N_FOLDS) -> Splits:
+    """Shuffled KFold by row (optimistic: one unit's rows land on both sides)."""
+    return list(KFold(n, shuffle=True, random_state=0).split(frame))
+
+
+def hardware_splits(frame: pd.DataFrame) -> Splits:
+    """Leave one hardware profile out."""
+    return list(LeaveOneGroupOut().split(frame, groups=frame["profile_id"]))
+
+
 def _cross_validate(
-    frame: pd.DataFrame, target: str, splitter: Any, groups: pd.Series, n_search: int
+    frame: pd.DataFrame, target: str, splits: Splits, n_search: int
 ) -> tuple[dict[str, float], np.ndarray]:
     X = frame[list(MINER_FEATURES)].astype(float)
     y = transformed_target(frame, target)
     units = frame["unit_id"]
     pred = np.full(len(frame), np.nan)
-    split = splitter.split(X, y) if isinstance(splitter, KFold) else splitter.split(X, y, groups)
-    for i, (tr, te) in enumerate(split):
+    for i, (tr, te) in enumerate(splits):
         booster, _ = _tune_fit(X.iloc[tr], y.iloc[tr], units.iloc[tr], n_search, seed=i)
         raw = booster.predict(xgb.DMatrix(X.iloc[te]))
         pred[te] = inverse(raw, frame.iloc[te], target)
@@ -115,11 +132,9 @@ def train_response_model(frame: pd.DataFrame, target: str, quick: bool = False) 
     t0 = time.perf_counter()
     n_search = N_SEARCH_QUICK if quick else N_SEARCH
     units, profiles = frame["unit_id"], frame["profile_id"]
-    by_unit, pred = _cross_validate(frame, target, GroupKFold(n_splits=N_FOLDS), units, n_search)
-    by_row, _ = _cross_validate(
-        frame, target, KFold(N_FOLDS, shuffle=True, random_state=0), units, n_search
-    )
-    by_profile, _ = _cross_validate(frame, target, LeaveOneGroupOut(), profiles, 1)
+    by_unit, pred = _cross_validate(frame, target, unit_splits(frame), n_search)
+    by_row, _ = _cross_validate(frame, target, row_splits(frame), n_search)
+    by_profile, _ = _cross_validate(frame, target, hardware_splits(frame), 1)
     X = frame[list(MINER_FEATURES)].astype(float)
     booster, params = _tune_fit(X, transformed_target(frame, target), units, n_search, seed=99)
     truth = frame[target].to_numpy(dtype=float)

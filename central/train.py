@@ -286,7 +286,7 @@ class HashpriceResult:
     features: list[str]
     params: dict[str, Any]
     rounds: int
-    intervals: dict[str, float]
+    intervals: dict[str, Any]
     metrics: dict[str, Any]
     folds: list[dict[str, Any]]
     oof: pd.DataFrame

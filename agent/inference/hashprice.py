@@ -80,7 +80,8 @@ class HashpriceForecaster:
         offset = 0.0
         for name in self.offset_features:
             value = features.get(name)
-            offset += value if _finite(value) else 0.0  # missing = no scheduled change
+            if value is not None and math.isfinite(value):
+                offset += value  # missing = no scheduled change
         iv = self.intervals
         vol = next((features.get(n) for n in iv.scale_features if _finite(features.get(n))), None)
         scale = max(vol if vol is not None else iv.scale_floor, iv.scale_floor) * iv.scale_sqrt_h

@@ -186,7 +186,9 @@ class GTILModel:
         if len(row) != self.num_feature:
             raise ModelError(f"{self.name}: expected {self.num_feature} features, got {len(row)}")
         values = [math.nan if v is None else float(v) for v in row]
-        return float(self.predict_batch([values])[0])
+        import numpy as np
+
+        return float(self.predict_batch(np.array([values], dtype=np.float64))[0])
 
     def predict_batch(self, X: np.ndarray) -> np.ndarray:
         """Predict many rows with GTIL (one thread)."""
