@@ -8,11 +8,26 @@ request could have reached the miner: ``MinerConnectError`` means it certainly d
 from __future__ import annotations
 
 import abc
+import asyncio
 import errno
 import socket
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from agent.errors import MinerConnectionError, MinerTimeoutError
+from agent.errors import (
+    AgentError,
+    ConfigError,
+    MinerCommandError,
+    MinerConnectionError,
+    MinerTimeoutError,
+)
+
+#: A LAN miner accepts within milliseconds; 3 s also covers an ARP miss and a busy
+#: controller (pyasic's detection uses 3 s) while keeping a dead unit from stalling a poll.
+#: Shared by the raw TCP transports and HTTP, whose peers answer on the same LAN.
+LAN_CONNECT_TIMEOUT_S = 3.0
 
 
 class MinerConnectError(MinerConnectionError):
@@ -30,6 +45,16 @@ class Timeouts:
     connect_s: float | None = None
     read_s: float | None = None
     deadline_s: float | None = None
+
+    def resolve(
+        self, connect_s: float, read_s: float, deadline_s: float
+    ) -> tuple[float, float, float]:
+        """``(connect, read, deadline)``: each override, or the given transport default."""
+        return (
+            self.connect_s if self.connect_s is not None else connect_s,
+            self.read_s if self.read_s is not None else read_s,
+            self.deadline_s if self.deadline_s is not None else deadline_s,
+        )
 
 
 class Transport(abc.ABC):
@@ -74,3 +99,56 @@ def io_error(host: str, err: OSError) -> MinerConnectionError:
     if isinstance(err, BrokenPipeError):
         return MinerConnectionError(host, "connection closed by the miner while sending")
     return MinerConnectionError(host, f"I/O error: {err.strerror or err!r}")
+
+
+async def open_tcp(
+    host: str, port: int, connect_timeout_s: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a TCP connection within ``connect_timeout_s``; every failure is a connect error."""
+    try:
+        return await asyncio.wait_for(asyncio.open_connection(host, port), connect_timeout_s)
+    except TimeoutError as err:
+        raise MinerConnectTimeoutError(
+            host, f"port {port}: connect timed out after {connect_timeout_s:g} s"
+        ) from err
+    except OSError as err:
+        raise connect_error(host, err) from err
+
+
+def deadline_error(
+    host: str, where: str, deadline_s: float, started: float, awaited: str = "complete reply"
+) -> MinerTimeoutError:
+    """Build the error for a request that outlived its deadline (``started``: monotonic s)."""
+    return MinerTimeoutError(
+        host,
+        f"{where}: no {awaited} within the {deadline_s:g} s deadline "
+        f"(gave up after {time.monotonic() - started:.2f} s)",
+    )
+
+
+#: A client library's exception base class (httpx ``Exception``, asyncssh ``BaseException``).
+E = TypeVar("E", bound=BaseException)
+
+
+def map_library_error(
+    host: str,
+    err: BaseException,
+    table: Mapping[type[E], tuple[type[AgentError], str]],
+    *,
+    library: str,
+    code: Callable[[BaseException], int | str | None],
+) -> AgentError:
+    """Return our error for ``err``: the entry of the first class in its MRO that ``table`` lists.
+
+    ``code`` gives a ``MinerCommandError``'s status; ``TypeError`` if no class is listed.
+    """
+    for cls in type(err).__mro__:
+        if cls in table:
+            kind, meaning = table[cls]
+            detail = f"{meaning}: {err}" if str(err) else meaning
+            if issubclass(kind, MinerCommandError):
+                return kind(host, code(err), detail)
+            if issubclass(kind, ConfigError):
+                return kind(f"{host}: {detail}")
+            return kind(host, detail)
+    raise TypeError(f"unmapped {library} exception {type(err).__name__}")

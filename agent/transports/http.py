@@ -25,14 +25,22 @@ from agent.errors import (
     MinerResponseError,
     MinerTimeoutError,
 )
-from agent.transports.base import MinerConnectError, MinerConnectTimeoutError, Timeouts, Transport
+from agent.transports.base import (
+    LAN_CONNECT_TIMEOUT_S,
+    MinerConnectError,
+    MinerConnectTimeoutError,
+    Timeouts,
+    Transport,
+    deadline_error,
+    map_library_error,
+)
 
 log = structlog.get_logger(__name__)
 
 #: Stock Antminer web UI port.
 DEFAULT_PORT = 80
-#: Same reasoning as tcp_json: LAN accept is fast; 3 s covers an ARP miss.
-CONNECT_TIMEOUT_S = 3.0
+#: The web server shares the miner's LAN: see ``LAN_CONNECT_TIMEOUT_S``.
+CONNECT_TIMEOUT_S = LAN_CONNECT_TIMEOUT_S
 #: Antminer CGI handlers answer in well under a second; `set_miner_conf` may restart bmminer
 #: before replying (protocols.md §1.4), so allow 10 s between bytes.
 READ_TIMEOUT_S = 10.0
@@ -82,21 +90,12 @@ HTTPX_ERRORS: dict[type[Exception], tuple[type[AgentError], str]] = {
 
 def map_httpx_error(host: str, err: Exception) -> AgentError:
     """Return our error for an httpx exception (``TypeError`` if the class is unmapped)."""
-    for cls in type(err).__mro__:
-        if cls in HTTPX_ERRORS:
-            kind, meaning = HTTPX_ERRORS[cls]
-            detail = f"{meaning}: {err}" if str(err) else meaning
-            if issubclass(kind, MinerCommandError):
-                status = (
-                    err.response.status_code if isinstance(err, httpx.HTTPStatusError) else None
-                )
-                return kind(host, status, detail)
-            if issubclass(kind, MinerResponseError):
-                return kind(host, detail)
-            if issubclass(kind, ConfigError):
-                return kind(f"{host}: {detail}")
-            return kind(host, detail)
-    raise TypeError(f"unmapped httpx exception {type(err).__name__}")
+    return map_library_error(host, err, HTTPX_ERRORS, library="httpx", code=_http_status)
+
+
+def _http_status(err: BaseException) -> int | None:
+    """Return the HTTP status of an error-status exception, else ``None``."""
+    return err.response.status_code if isinstance(err, httpx.HTTPStatusError) else None
 
 
 @contextlib.contextmanager
@@ -127,10 +126,9 @@ class HttpTransport(Transport):
         self.port = port
         self.scheme = scheme
         self._credentials = credentials
-        t = timeouts or Timeouts()
-        self.connect_timeout_s = t.connect_s if t.connect_s is not None else CONNECT_TIMEOUT_S
-        self.read_timeout_s = t.read_s if t.read_s is not None else READ_TIMEOUT_S
-        self.deadline_s = t.deadline_s if t.deadline_s is not None else DEADLINE_S
+        self.connect_timeout_s, self.read_timeout_s, self.deadline_s = (
+            timeouts or Timeouts()
+        ).resolve(CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DEADLINE_S)
         self.max_reply_bytes = max_reply_bytes
         self._client: httpx.AsyncClient | None = None
 
@@ -170,11 +168,7 @@ class HttpTransport(Transport):
         except TimeoutError as err:
             if isinstance(err, MinerTimeoutError):
                 raise
-            raise MinerTimeoutError(
-                self.host,
-                f"{method} {path}: no complete reply within the {self.deadline_s:g} s "
-                f"deadline (gave up after {time.monotonic() - started:.2f} s)",
-            ) from err
+            raise deadline_error(self.host, f"{method} {path}", self.deadline_s, started) from err
         self._check_status(method, path, response, body)
         return body
 

@@ -33,6 +33,7 @@ from agent.transports.base import (
     Transport,
     connect_error,
     io_error,
+    map_library_error,
 )
 
 log = structlog.get_logger(__name__)
@@ -74,17 +75,13 @@ ASYNCSSH_ERRORS: dict[type[BaseException], tuple[type[AgentError], str]] = {
 
 def map_asyncssh_error(host: str, err: BaseException) -> AgentError:
     """Return our error for an asyncssh exception (``TypeError`` if the class is unmapped)."""
-    for cls in type(err).__mro__:
-        if cls in ASYNCSSH_ERRORS:
-            kind, meaning = ASYNCSSH_ERRORS[cls]
-            detail = f"{meaning}: {err}" if str(err) else meaning
-            if issubclass(kind, MinerCommandError):
-                code = getattr(err, "exit_status", None) or getattr(err, "code", None)
-                return kind(host, code, detail)
-            if issubclass(kind, ConfigError):
-                return kind(f"{host}: {detail}")
-            return kind(host, detail)
-    raise TypeError(f"unmapped asyncssh exception {type(err).__name__}")
+    return map_library_error(host, err, ASYNCSSH_ERRORS, library="asyncssh", code=_exit_code)
+
+
+def _exit_code(err: BaseException) -> int | str | None:
+    """Return the remote exit status (or SSH disconnect code) an asyncssh exception carries."""
+    code: int | str | None = getattr(err, "exit_status", None) or getattr(err, "code", None)
+    return code
 
 
 _ASYNCSSH_BASES: tuple[type[BaseException], ...] = tuple(ASYNCSSH_ERRORS)

@@ -17,19 +17,20 @@ import structlog
 
 from agent.errors import MinerConnectionError, MinerResponseError, MinerTimeoutError
 from agent.transports.base import (
-    MinerConnectTimeoutError,
+    LAN_CONNECT_TIMEOUT_S,
     Timeouts,
     Transport,
-    connect_error,
+    deadline_error,
     io_error,
+    open_tcp,
 )
 
 log = structlog.get_logger(__name__)
 
 #: btminer API V3 port.
 DEFAULT_PORT = 4433
-#: Same reasoning as tcp_json: LAN accept is fast; 3 s covers an ARP miss.
-CONNECT_TIMEOUT_S = 3.0
+#: The miner is on the LAN: see ``LAN_CONNECT_TIMEOUT_S``.
+CONNECT_TIMEOUT_S = LAN_CONNECT_TIMEOUT_S
 #: Longest wait for a reply frame; V3 `set.*` commands answer before acting (restarts happen
 #: after the reply), so 10 s is generous.
 READ_TIMEOUT_S = 10.0
@@ -60,10 +61,9 @@ class TcpFramedTransport(Transport):
     ) -> None:
         self.host = host
         self.port = port
-        t = timeouts or Timeouts()
-        self.connect_timeout_s = t.connect_s if t.connect_s is not None else CONNECT_TIMEOUT_S
-        self.read_timeout_s = t.read_s if t.read_s is not None else READ_TIMEOUT_S
-        self.deadline_s = t.deadline_s if t.deadline_s is not None else DEADLINE_S
+        self.connect_timeout_s, self.read_timeout_s, self.deadline_s = (
+            timeouts or Timeouts()
+        ).resolve(CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DEADLINE_S)
         self.max_frame_bytes = max_frame_bytes
         self.heartbeat_interval_s = heartbeat_interval_s
         self._reader: asyncio.StreamReader | None = None
@@ -98,10 +98,8 @@ class TcpFramedTransport(Transport):
                 if isinstance(err, MinerConnectionError | MinerResponseError):
                     raise
                 if isinstance(err, TimeoutError):
-                    raise MinerTimeoutError(
-                        self.host,
-                        f"port {self.port}: no reply frame within the {self.deadline_s:g} s "
-                        f"deadline (gave up after {time.monotonic() - started:.2f} s)",
+                    raise deadline_error(
+                        self.host, f"port {self.port}", self.deadline_s, started, "reply frame"
                     ) from err
                 if isinstance(err, asyncio.IncompleteReadError):
                     raise MinerConnectionError(
@@ -154,16 +152,7 @@ class TcpFramedTransport(Transport):
             ) from err
 
     async def _open(self) -> None:
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
-            )
-        except TimeoutError as err:
-            raise MinerConnectTimeoutError(
-                self.host, f"port {self.port}: connect timed out after {self.connect_timeout_s:g} s"
-            ) from err
-        except OSError as err:
-            raise connect_error(self.host, err) from err
+        self._reader, self._writer = await open_tcp(self.host, self.port, self.connect_timeout_s)
         self.connects += 1
         self._last_io = time.monotonic()
         if self.heartbeat_interval_s and self._heartbeat is None:

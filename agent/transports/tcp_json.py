@@ -14,20 +14,20 @@ import structlog
 
 from agent.errors import MinerConnectionError, MinerResponseError, MinerTimeoutError
 from agent.transports.base import (
-    MinerConnectTimeoutError,
+    LAN_CONNECT_TIMEOUT_S,
     Timeouts,
     Transport,
-    connect_error,
+    deadline_error,
     io_error,
+    open_tcp,
 )
 
 log = structlog.get_logger(__name__)
 
 #: cgminer/bmminer/btminer API port.
 DEFAULT_PORT = 4028
-#: A LAN miner accepts within milliseconds; 3 s also covers an ARP miss and a busy
-#: controller (pyasic's detection uses 3 s) while keeping a dead unit from stalling a poll.
-CONNECT_TIMEOUT_S = 3.0
+#: The miner is on the LAN: see ``LAN_CONNECT_TIMEOUT_S`` (pyasic's 3 s detection bound).
+CONNECT_TIMEOUT_S = LAN_CONNECT_TIMEOUT_S
 #: Longest silence allowed between reply chunks. Whatsminer privileged commands are given
 #: 10 s by pyasic (protocols.md §4.5); a healthy bmminer answers `stats` in well under that.
 READ_TIMEOUT_S = 10.0
@@ -54,10 +54,9 @@ class TcpJsonTransport(Transport):
     ) -> None:
         self.host = host
         self.port = port
-        t = timeouts or Timeouts()
-        self.connect_timeout_s = t.connect_s if t.connect_s is not None else CONNECT_TIMEOUT_S
-        self.read_timeout_s = t.read_s if t.read_s is not None else READ_TIMEOUT_S
-        self.deadline_s = t.deadline_s if t.deadline_s is not None else DEADLINE_S
+        self.connect_timeout_s, self.read_timeout_s, self.deadline_s = (
+            timeouts or Timeouts()
+        ).resolve(CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DEADLINE_S)
         self.max_reply_bytes = max_reply_bytes
 
     async def send(self, payload: bytes) -> bytes:
@@ -65,7 +64,7 @@ class TcpJsonTransport(Transport):
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.deadline_s):
-                reader, writer = await self._connect()
+                reader, writer = await open_tcp(self.host, self.port, self.connect_timeout_s)
                 try:
                     writer.write(payload)
                     await writer.drain()
@@ -78,30 +77,13 @@ class TcpJsonTransport(Transport):
         except (MinerConnectionError, MinerResponseError):
             raise
         except TimeoutError as err:
-            elapsed = time.monotonic() - started
-            raise MinerTimeoutError(
-                self.host,
-                f"port {self.port}: no complete reply within the {self.deadline_s:g} s "
-                f"deadline (gave up after {elapsed:.2f} s)",
-            ) from err
+            raise deadline_error(self.host, f"port {self.port}", self.deadline_s, started) from err
         except OSError as err:
             raise io_error(self.host, err) from err
 
     async def close(self) -> None:
         """Nothing persistent to close: every request has its own connection."""
         return None
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            return await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
-            )
-        except TimeoutError as err:
-            raise MinerConnectTimeoutError(
-                self.host, f"port {self.port}: connect timed out after {self.connect_timeout_s:g} s"
-            ) from err
-        except OSError as err:
-            raise connect_error(self.host, err) from err
 
     async def _read_to_eof(self, reader: asyncio.StreamReader) -> bytes:
         chunks: list[bytes] = []
