@@ -18,8 +18,14 @@ from typing import TypeVar
 
 import structlog
 
-from agent.errors import MinerAuthError, MinerConnectionError
-from agent.transports.base import MinerConnectError
+from agent.errors import (
+    MinerAuthError,
+    MinerCommandError,
+    MinerConnectionError,
+    MinerError,
+    MinerTimeoutError,
+)
+from agent.transports.base import MinerConnectError, MinerConnectTimeoutError
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +63,22 @@ class RetryPolicy:
 
 #: A policy for probes and callers that must not wait: one try, no retry.
 NO_RETRY = RetryPolicy(attempts=1)
+
+
+def coded_error(
+    host: str, cmd: str, code: int, entry: tuple[type[MinerError], str], text: str
+) -> MinerError:
+    """Build the typed error for a device error ``code`` from its ``(type, meaning)`` entry."""
+    kind, meaning = entry
+    if issubclass(kind, MinerCommandError):
+        return kind(host, code, f"{cmd}: {meaning}: {text}")
+    return kind(host, f"{cmd}: code {code} {meaning}: {text}")
+
+
+def never_sent(host: str, what: str, err: MinerConnectionError) -> MinerConnectError:
+    """Re-type a failed session fetch (token, salt): the command itself was never sent."""
+    kind = MinerConnectTimeoutError if isinstance(err, MinerTimeoutError) else MinerConnectError
+    return kind(host, f"{what}: {err.message}")
 
 
 class BaseProtocol:

@@ -28,13 +28,11 @@ from agent.errors import (
     MinerConnectionError,
     MinerError,
     MinerResponseError,
-    MinerTimeoutError,
 )
 from agent.protocols import quirks
-from agent.protocols.base import RetryPolicy, SessionExpiredError
+from agent.protocols.base import RetryPolicy, SessionExpiredError, coded_error, never_sent
 from agent.protocols.cgminer import CgminerProtocol, Replies
 from agent.protocols.md5crypt import md5_crypt_hash_part
-from agent.transports.base import MinerConnectError, MinerConnectTimeoutError
 from agent.transports.tcp_json import TcpJsonTransport
 
 log = structlog.get_logger(__name__)
@@ -163,10 +161,7 @@ class BtminerV2Protocol(CgminerProtocol):
         if WRITE_LOCKED_MSG in msg:
             return MinerAuthError(self.host, f"{cmd}: {msg} (write API locked)")
         if isinstance(code, int) and code in CODE_ERRORS:
-            kind, meaning = CODE_ERRORS[code]
-            if issubclass(kind, MinerCommandError):
-                return kind(self.host, code, f"{cmd}: {meaning}: {msg}")
-            return kind(self.host, f"{cmd}: code {code} {meaning}: {msg}")
+            return coded_error(self.host, cmd, code, CODE_ERRORS[code], msg)
         return super().error_for(cmd, code, msg)
 
     async def _write_once(self, cmd: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -210,12 +205,7 @@ class BtminerV2Protocol(CgminerProtocol):
                 self._token = await self._fetch_token(now)
             except MinerConnectionError as err:
                 # The privileged command itself was never sent: safe to retry.
-                kind = (
-                    MinerConnectTimeoutError
-                    if isinstance(err, MinerTimeoutError)
-                    else (MinerConnectError)
-                )
-                raise kind(self.host, f"get_token: {err.message}") from err
+                raise never_sent(self.host, "get_token", err) from err
             return self._token, False
 
     async def _fetch_token(self, now: float) -> Token:

@@ -24,12 +24,16 @@ from agent.errors import (
     MinerConnectionError,
     MinerError,
     MinerResponseError,
-    MinerTimeoutError,
 )
 from agent.protocols import quirks
-from agent.protocols.base import BaseProtocol, RetryPolicy, SessionExpiredError
+from agent.protocols.base import (
+    BaseProtocol,
+    RetryPolicy,
+    SessionExpiredError,
+    coded_error,
+    never_sent,
+)
 from agent.protocols.btminer_v2 import encrypt
-from agent.transports.base import MinerConnectError, MinerConnectTimeoutError
 from agent.transports.tcp_framed import TcpFramedTransport
 
 log = structlog.get_logger(__name__)
@@ -114,12 +118,9 @@ class BtminerV3Protocol(BaseProtocol):
             raise MinerResponseError(self.host, f"{cmd}: reply has no integer code", str(reply))
         msg = reply.get("msg")
         text = msg if isinstance(msg, str) else json.dumps(msg)
-        kind, meaning = CODE_ERRORS.get(code, (MinerCommandError, "error"))
-        if issubclass(kind, MinerCommandError):
-            return_err: MinerError = kind(self.host, code, f"{cmd}: {meaning}: {text}")
-        else:
-            return_err = kind(self.host, f"{cmd}: code {code} {meaning}: {text}")
-        raise return_err
+        raise coded_error(
+            self.host, cmd, code, CODE_ERRORS.get(code, (MinerCommandError, "error")), text
+        )
 
     async def _write_once(self, cmd: str, param: Any) -> dict[str, Any]:
         salt, cached = await self._ensure_salt()
@@ -146,12 +147,7 @@ class BtminerV3Protocol(BaseProtocol):
             try:
                 reply = self.check_code(await self.exchange(request), "get.device.info")
             except MinerConnectionError as err:
-                kind = (
-                    MinerConnectTimeoutError
-                    if isinstance(err, MinerTimeoutError)
-                    else (MinerConnectError)
-                )
-                raise kind(self.host, f"salt: {err.message}") from err
+                raise never_sent(self.host, "salt", err) from err
             msg = reply.get("msg")
             salt = msg.get("salt") if isinstance(msg, dict) else None
             if not isinstance(salt, str) or not salt:
