@@ -7,7 +7,7 @@ model is a new file, not a subclass. Every number carries a citation in ``source
 from __future__ import annotations
 
 import tomllib
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -172,6 +172,9 @@ def load_profiles(directory: Path = PROFILE_DIR) -> dict[str, HardwareProfile]:
     return profiles
 
 
+#: Distinct firmware model strings in a farm are few; drivers ask on every read, and each
+#: uncached lookup normalises every alias of every profile (~180 µs, benchmarks/poll.py).
+@lru_cache(maxsize=512)
 def find_profile(model: str | None, make: str | None = None) -> HardwareProfile | None:
     """Return the profile a firmware model string names, or ``None`` if unknown."""
     if not model:
