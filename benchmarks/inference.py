@@ -139,17 +139,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (< 1 minute)")
     parser.add_argument("--bundle", type=Path, help="an existing bundle directory")
     args = parser.parse_args()
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = args.bundle
         if bundle_dir is None:
-            import logging
-
-            import structlog
-
-            structlog.configure(
-                wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
-            )
             from central.fixed_bundle import build_fixed_bundle
 
             bundle_dir = build_fixed_bundle(Path(tmp) / "bundle", rounds=250, max_depth=4)

@@ -99,7 +99,6 @@ def _average(unit: SimUnit) -> dict[str, Any]:
 def health_features(reading: UnitReading, fans: int) -> dict[str, float | None]:
     """Recent-health features from one reading of a unit at its current settings."""
     boards = reading.boards
-    diff1 = reading.hashrate_avg_ths * reading.elapsed_s * 1e12 / 2**32
     chip = max((b.chip_temp_c for b in boards), default=reading.env_temp_c)
     kw = reading.power_true_w / 1000.0
     return {
@@ -110,7 +109,9 @@ def health_features(reading: UnitReading, fans: int) -> dict[str, float | None]:
         ),
         "health_boards_alive_frac": float(np.mean([b.alive for b in boards])) if boards else None,
         "health_fans_ok_frac": (sum(1 for r in reading.fans_rpm if r > 0) / fans) if fans else None,
-        "health_hw_error_rate": reading.hw_errors / diff1 if diff1 > 0 else None,
+        "health_hw_errors_per_h": (
+            reading.hw_errors / (reading.elapsed_s / 3600.0) if reading.elapsed_s > 0 else None
+        ),
         "health_reported_power_ratio": (
             reading.power_reported_w / reading.power_true_w if reading.power_true_w > 0 else None
         ),

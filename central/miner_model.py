@@ -124,6 +124,8 @@ def _cross_validate(
         booster, _ = _tune_fit(X.iloc[tr], y.iloc[tr], units.iloc[tr], n_search, seed=i)
         raw = booster.predict(xgb.DMatrix(X.iloc[te]))
         pred[te] = inverse(raw, frame.iloc[te], target)
+    if target != "chip_temp_c":
+        pred = np.maximum(pred, 0.0)  # as served: MinerResponseModel clips at zero
     return _metrics(frame[target].to_numpy(dtype=float), pred, target), pred
 
 

@@ -138,6 +138,14 @@ def _hashprice_section(res: HashpriceResult, figs: dict[str, str]) -> list[str]:
         else ("is not distinguishable from" if dm["p_value"] >= 0.05 else "is worse than")
     )
     first, last = res.oof.index[0].date(), res.oof.index[-1].date()
+    dm_sched = m["dm_vs_schedule_only_abs_error"]["p_value"]
+    negative = [f for f in res.folds if f["skill_mae_vs_persistence"] < 0]
+    worse = (
+        f"It was worse than persistence in {len(negative)} of {len(res.folds)} folds "
+        f"({', '.join(f['test_start'][:7] for f in negative)})."
+        if negative
+        else f"It beat persistence in all {len(res.folds)} folds."
+    )
     lines = [
         f"### {res.name}: mean hashprice over the next {res.horizon} day(s)",
         "",
@@ -148,9 +156,9 @@ def _hashprice_section(res: HashpriceResult, figs: dict[str, str]) -> list[str]:
         f"p = {dm['p_value']:.3f}. "
         f"The known schedule alone (difficulty adjustment + halving, no trees) gives "
         f"{_pct(sched_skill)}, so the trees add {100 * (skill - sched_skill):+.1f} points on top "
-        "of it. "
-        f"That is a small edge: hashprice is dominated by the BTC price, which this model "
-        f"does not forecast.",
+        f"of it (Diebold-Mariano vs schedule only p = {dm_sched:.3f}). {worse} "
+        "That is a small edge: hashprice is dominated by the BTC price, which this model "
+        "does not forecast.",
         "",
         f"p10-p90 interval coverage **{100 * m['coverage_p10_p90']:.1f} %** (nominal 80 %; "
         f"{100 * m['share_below_p10']:.1f} % below p10, nominal 10 %; "

@@ -315,6 +315,9 @@ def _level_metrics(oof: pd.DataFrame) -> dict[str, Any]:
     h = int(oof.attrs.get("horizon", 1))
     dm = diebold_mariano(np.abs(y - oof["pred"].to_numpy()), np.abs(y - today), h)
     sched = metrics.point_metrics(y, oof["schedule"].to_numpy(), today)
+    dm_sched = diebold_mariano(
+        np.abs(y - oof["pred"].to_numpy()), np.abs(y - oof["schedule"].to_numpy()), h
+    )
     return {
         "rows": len(oof),
         "model": model,
@@ -328,6 +331,7 @@ def _level_metrics(oof: pd.DataFrame) -> dict[str, Any]:
         "skill_mae_vs_ma7": metrics.skill(model_on_ma["mae"], ma7["mae"]),
         "skill_rmse_vs_ma7": metrics.skill(model_on_ma["rmse"], ma7["rmse"]),
         "dm_vs_persistence_abs_error": dm,
+        "dm_vs_schedule_only_abs_error": dm_sched,
         "coverage_p10_p90": metrics.coverage(y, oof["p10"].to_numpy(), oof["p90"].to_numpy()),
         "share_below_p10": metrics.below(y, oof["p10"].to_numpy()),
         "share_below_p50": metrics.below(y, oof["p50"].to_numpy()),

@@ -11,13 +11,18 @@ settings                   ``power_mode_rank`` (sleep 0, low 1, normal 2, high 3
                            (temporary reduction, %), ``freq_mhz`` and ``voltage_v`` (direct
                            V/f, Braiins only) — each None when that knob is not used
 environment                ``ambient_c`` (intake/room temperature, °C; required)
-recent health              ``health_hashrate_ratio`` (30-min hashrate / firmware-expected at
+recent health              ``health_hashrate_ratio`` (recent hashrate / firmware-expected at
                            its clock), ``health_boards_alive_frac``, ``health_fans_ok_frac``,
-                           ``health_hw_error_rate`` (hardware-error share of work),
-                           ``health_reported_power_ratio`` (firmware-reported / wall power),
+                           ``health_hw_errors_per_h``, ``health_reported_power_ratio``
+                           (firmware-reported / wall power, needs a PDU),
                            ``health_chip_rise_per_kw`` ((hottest chip - ambient) / wall kW)
                            — None when unknown
 ========================== ==================================================================
+
+The health block maps onto the agent's rolling features (``agent.features.extract``):
+``hashrate_ratio_mean_1h``, ``1 - board_loss_mean_1h / boards``, ``fan_ratio_min_1h``,
+``hw_error_rate_mean_1h`` and (chip_temp_max_c_mean_1h - ambient) / (power_w_mean_1h / 1000).
+Training rows come from simulator readings (``central/fleetdata.py``), computed the same way.
 
 Three compiled models predict scale-free targets; :class:`MinerResponseModel` converts them
 back: hashrate = ratio x rated TH/s, wall power = ratio x rated W, chip temperature =
@@ -50,7 +55,7 @@ HEALTH_FEATURES = (
     "health_hashrate_ratio",
     "health_boards_alive_frac",
     "health_fans_ok_frac",
-    "health_hw_error_rate",
+    "health_hw_errors_per_h",
     "health_reported_power_ratio",
     "health_chip_rise_per_kw",
 )
