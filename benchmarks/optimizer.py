@@ -487,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hashprice", type=float, default=DEFAULT_HASHPRICE_USD_PER_TH_DAY)
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument(
+        "--clock", action="store_true", help="also tune direct frequency/voltage on Braiins units"
+    )
+    ap.add_argument(
         "--bundle",
         type=Path,
         default=None,

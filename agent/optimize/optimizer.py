@@ -22,6 +22,7 @@ Strategies (compared in benchmarks/optimizer.py):
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -357,13 +358,7 @@ class UnitOptimizer:
         reach = self.space.in_trust(cur_u, self._grid_u)
         local = feasible & reach
         if not local.any():
-            i = int(np.argmax(np.where(reach, post["p_feas"], -1.0)))
-            log.info(
-                "optimizer_safe_retreat",
-                miner=self.space.miner_id,
-                p_feasible=float(post["p_feas"][i]),
-            )
-            return self._grid_settings[i]
+            return self._retreat(cur_u, post, reach)
         if self.config.strategy == "skopt_gp" and self.trials:
             return self._ask_skopt(post, cur_u, local)
         acq = expected_improvement(post["profit"], post["profit_sd"], self._incumbent())
@@ -375,11 +370,43 @@ class UnitOptimizer:
                 return self._grid_settings[j]
         return self._grid_settings[i_local]
 
+    def _retreat(
+        self, cur_u: np.ndarray, post: dict[str, np.ndarray], reach: np.ndarray
+    ) -> Settings:
+        """Nothing in reach is confidently feasible: fall back on what is known to work.
+
+        First choice: the most profitable measured setting that crossed no limit, if one
+        step away; else one trust-region step toward the stock setting (the factory's
+        own choice); with neither (no trials, stock out of reach), the reachable candidate
+        the models think most likely feasible.
+        """
+        known = [
+            st
+            for st in self._measured_feasible()
+            if self.space.in_trust(cur_u, self.space.to_unit(st).reshape(1, -1))[0]
+        ]
+        if known:
+            best = max(self.predict_many(known), key=lambda b: b.profit_usd_day)
+            target = best.settings
+        elif self.current != self.space.stock():
+            step = self.space.toward(cur_u, self.space.to_unit(self.space.stock()))
+            target = self._grid_settings[self._nearest(step)]
+        else:
+            target = self._grid_settings[int(np.argmax(np.where(reach, post["p_feas"], -1.0)))]
+        log.info(
+            "optimizer_safe_retreat", miner=self.space.miner_id, target=target.changed_fields()
+        )
+        return target
+
     def _ask_skopt(
         self, post: dict[str, np.ndarray], cur_u: np.ndarray, local: np.ndarray
     ) -> Settings:
         """Take scikit-optimize's own ask, moved into the trust region and the feasible set."""
-        x = np.asarray(self._skopt.ask(), dtype=float)
+        with warnings.catch_warnings():
+            # skopt warns when its acquisition repeats a told point and substitutes a random
+            # one; that is its documented behaviour, not a fault worth a log line per trial
+            warnings.simplefilter("ignore", UserWarning)
+            x = np.asarray(self._skopt.ask(), dtype=float)
         j = self._nearest(self.space.toward(cur_u, x))
         if local[j]:
             return self._grid_settings[j]

@@ -146,20 +146,10 @@ class PhysicsPrior:
     name = "profile-physics"
 
     def voltage_for(self, profile: HardwareProfile, freq_mhz: float) -> float:
-        """Minimum stable board voltage at ``freq_mhz``: linear through the default point.
+        """Minimum stable board voltage at ``freq_mhz``: the firmware's V/f line."""
+        from agent.optimize.space import firmware_line
 
-        Slope from the default to the maximum clock (LuxOS S19k Pro: +0.006 V/MHz above a
-        floor, landscape.md §8b), floored at the profile's minimum voltage.
-        """
-        c = profile.clock
-        if c.freq_mhz_max > c.freq_mhz_default:
-            slope = (c.voltage_v_max - c.voltage_v_default) / (c.freq_mhz_max - c.freq_mhz_default)
-        elif c.freq_mhz_default > c.freq_mhz_min:
-            slope = (c.voltage_v_default - c.voltage_v_min) / (c.freq_mhz_default - c.freq_mhz_min)
-        else:
-            slope = 0.0
-        v = c.voltage_v_default + slope * (freq_mhz - c.freq_mhz_default)
-        return min(max(v, c.voltage_v_min), c.voltage_v_max)
+        return firmware_line(profile, freq_mhz)
 
     def hashrate(self, profile: HardwareProfile, freq_mhz: float) -> float:
         """TH/s at a clock: nameplate scaled linearly (landscape.md §8b)."""

@@ -5,7 +5,8 @@ A space is one *knob kind* on one unit:
 * ``power_limit`` — continuous watts (Whatsminer, Braiins);
 * ``power_percent`` — continuous percent of nameplate power (where a firmware offers it);
 * ``power_mode`` — discrete work modes (stock Antminer: low / normal / high);
-* ``clock`` — frequency and board voltage (where a firmware allows them).
+* ``clock`` — frequency and board voltage (where a firmware allows them), explored as the
+  clock plus an offset from the firmware's own V/f line.
 
 Points are handled in a normalised unit cube (``[0, 1]^d``; modes by their rank) so the
 surrogate sees every knob the same way. Every point a space returns lies inside the
@@ -59,8 +60,14 @@ GRID_POINTS_2D = 41
 #: grid would jump over them.
 VOLTAGE_GRID_STEP_V = 0.025
 
-#: Largest voltage change per trial, V: one LuxOS profile step (0.15 V, landscape.md §8c).
+#: Largest change per trial of the voltage *offset* from the firmware's V/f line, V: one
+#: LuxOS profile step (0.15 V, landscape.md §8c). Moving along the line with the clock is
+#: what the firmware itself does, so only departures from it are rationed.
 MAX_VOLTAGE_STEP_V = 0.15
+
+#: Offsets from the firmware's V/f line the clock knob explores, V: ±3 LuxOS profile steps
+#: (0.15 V each, landscape.md §8c); absolute voltages are still clipped to the profile.
+CLOCK_OFFSET_RANGE_V = (-0.45, 0.45)
 
 #: Tolerance when checking a value against a bound (float noise from normalisation).
 BOUND_EPS = 1e-6
@@ -79,6 +86,23 @@ FIRMWARE_FAMILY = {
     "braiins": "braiins",
     "bosminer": "braiins",
 }
+
+
+def firmware_line(profile: HardwareProfile, freq_mhz: float) -> float:
+    """Return the firmware's default board voltage at a clock (the profile's V/f line).
+
+    Linear through the default point with the slope to the maximum clock (LuxOS S19k Pro:
+    +0.006 V/MHz above an 11.88 V floor, landscape.md §8b), clamped to the voltage range.
+    """
+    c = profile.clock
+    if c.freq_mhz_max > c.freq_mhz_default:
+        slope = (c.voltage_v_max - c.voltage_v_default) / (c.freq_mhz_max - c.freq_mhz_default)
+    elif c.freq_mhz_default > c.freq_mhz_min:
+        slope = (c.voltage_v_default - c.voltage_v_min) / (c.freq_mhz_default - c.freq_mhz_min)
+    else:
+        slope = 0.0
+    v = c.voltage_v_default + slope * (freq_mhz - c.freq_mhz_default)
+    return min(max(v, c.voltage_v_min), c.voltage_v_max)
 
 
 def firmware_knobs(profile: HardwareProfile, firmware: str) -> FirmwareKnobs:
@@ -188,6 +212,13 @@ class SearchSpace:
         vals = [_get(settings, name) for name in self.names]
         if any(v is None for v in vals):
             raise UnsafeSettingsError(f"{self.miner_id}: settings do not set {self.names}")
+        if self.kind == "clock":
+            f, v = float(vals[0]), float(vals[1])  # type: ignore[arg-type]
+            off = v - firmware_line(self.profile, f)
+            lo_o, hi_o = CLOCK_OFFSET_RANGE_V
+            return np.array(
+                [(f - self.lows[0]) / (self.highs[0] - self.lows[0]), (off - lo_o) / (hi_o - lo_o)]
+            )
         lo, hi = np.array(self.lows), np.array(self.highs)
         return (np.array(vals, dtype=float) - lo) / (hi - lo)
 
@@ -197,6 +228,14 @@ class SearchSpace:
         if self.kind == "power_mode":
             n = len(self.modes)
             return Settings(power_mode=self.modes[round(float(u[0]) * (n - 1))])  # type: ignore[arg-type]
+        if self.kind == "clock":
+            f = self.lows[0] + u[0] * (self.highs[0] - self.lows[0])
+            lo_o, hi_o = CLOCK_OFFSET_RANGE_V
+            v = firmware_line(self.profile, f) + lo_o + u[1] * (hi_o - lo_o)
+            return _make(
+                freq_mhz=float(round(f, 3)),
+                voltage_v=float(round(_clip(v, self.lows[1], self.highs[1]), 3)),
+            )
         lo, hi = np.array(self.lows), np.array(self.highs)
         vals = lo + u[: len(self.names)] * (hi - lo)
         return _make(**{n: float(round(v, 3)) for n, v in zip(self.names, vals, strict=True)})
@@ -255,9 +294,10 @@ class SearchSpace:
         if self.dim == 1:
             return np.linspace(0.0, 1.0, GRID_POINTS_1D).reshape(-1, 1)
         axes = [np.linspace(0.0, 1.0, GRID_POINTS_2D)] * self.dim
-        if self.kind == "clock":  # voltage on the firmware's own tuning step, not 41 points
-            n_v = round((self.highs[1] - self.lows[1]) / VOLTAGE_GRID_STEP_V) + 1
-            axes = [np.linspace(0.0, 1.0, GRID_POINTS_2D), np.linspace(0.0, 1.0, max(n_v, 2))]
+        if self.kind == "clock":  # offsets on the firmware's own voltage step
+            lo_o, hi_o = CLOCK_OFFSET_RANGE_V
+            n_v = round((hi_o - lo_o) / VOLTAGE_GRID_STEP_V) + 1
+            axes = [np.linspace(0.0, 1.0, GRID_POINTS_2D), np.linspace(0.0, 1.0, n_v)]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.reshape(-1) for m in mesh], axis=1)
 
@@ -268,7 +308,8 @@ class SearchSpace:
             return np.array([1.0 / (n - 1) + BOUND_EPS if n > 1 else 1.0])
         lim = np.full(self.dim, self.trust_fraction + BOUND_EPS)
         if self.kind == "clock":
-            lim[1] = min(lim[1], MAX_VOLTAGE_STEP_V / (self.highs[1] - self.lows[1]) + BOUND_EPS)
+            lo_o, hi_o = CLOCK_OFFSET_RANGE_V
+            lim[1] = min(lim[1], MAX_VOLTAGE_STEP_V / (hi_o - lo_o) + BOUND_EPS)
         return lim
 
     def in_trust(self, current: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -143,6 +143,11 @@ class OutputModel:
         return float(self._mean[0]), float(self._mean[1])
 
 
+#: Residual GP variance bounds, in units of the prior's residual band: never narrower than
+#: the band (so uncertainty returns to it away from the trials), but free to grow when the
+#: unit departs from the prior by far more (a board that stops hashing is not "noise").
+RESID_AMPLITUDE_BOUNDS = (1.0, 1e4)
+
 #: Residual GP length-scale bounds in the unit cube: no finer than 5 % of a knob's range
 #: (the firmware's own step), no coarser than the whole range.
 RESID_LENGTH_BOUNDS = (0.05, 1.0)
@@ -150,13 +155,13 @@ RESID_LENGTH_INIT = 0.3
 
 
 def _residual_estimator(estimator: str, dim: int, noise_var: float, seed: int) -> Any:
-    """Build the residual regressor: unit-amplitude Matern GP (residuals are pre-scaled) or ET."""
+    """Build the residual regressor: Matern GP on band-scaled residuals, or extra trees."""
     if estimator == "ET":
         return "ET"
     from skopt.learning import GaussianProcessRegressor
     from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern
 
-    kernel = ConstantKernel(1.0, "fixed") * Matern(
+    kernel = ConstantKernel(1.0, RESID_AMPLITUDE_BOUNDS) * Matern(
         length_scale=np.full(dim, RESID_LENGTH_INIT),
         length_scale_bounds=[RESID_LENGTH_BOUNDS] * dim,
         nu=2.5,

@@ -133,6 +133,9 @@ def measure(
     alive = [b for b in last.boards if b.alive]
     work = hashrate * DIFF1_PER_TH * max(last.ts - first.ts, 1.0)
     errs = last.hw_errors - first.hw_errors
+    share: float | None = (errs / work) if work > 0 and errs >= 0 else None
+    if work <= 0 and any(r.is_mining for r in readings):
+        share = 1.0  # powered and "mining" but no valid work at all: every hash failed
     obs = Observation(
         settings=settings,
         hashrate_ths=hashrate,
@@ -140,7 +143,7 @@ def measure(
         chip_temp_c=max((b.chip_temp_c for b in alive), default=None),
         board_temp_c=max((b.board_temp_c for b in alive), default=None),
         env_temp_c=last.env_temp_c,
-        hw_err_share=(errs / work) if work > 0 and errs >= 0 else None,
+        hw_err_share=share,
         throttled=any(r.throttled for r in readings),
     )
     return obs, readings
