@@ -16,7 +16,16 @@ import structlog
 from agent.credentials import Credentials
 from agent.drivers import antminer_parse as parse
 from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
-from agent.drivers.common import Fields, check_settings, firmware_knobs, profile_for
+from agent.drivers.common import (
+    Fields,
+    cgminer_pools,
+    check_settings,
+    firmware_knobs,
+    first,
+    mining_knob,
+    power_mode_knob,
+    profile_for,
+)
 from agent.errors import (
     ApplyVerificationError,
     MinerConnectionError,
@@ -27,14 +36,7 @@ from agent.protocols.antminer_web import AntminerWebProtocol
 from agent.protocols.base import RetryPolicy
 from agent.protocols.cgminer import CgminerProtocol, Replies
 from agent.protocols.quirks import integer, number
-from agent.snapshot import (
-    ApplyResult,
-    Capabilities,
-    Knob,
-    MinerSnapshot,
-    Settings,
-    utcnow,
-)
+from agent.snapshot import ApplyResult, Capabilities, MinerSnapshot, Settings, utcnow
 from agent.transports.base import Timeouts
 from agent.transports.http import HttpTransport
 from agent.transports.tcp_json import DEFAULT_PORT as RPC_PORT
@@ -77,20 +79,11 @@ class AntminerDriver(MinerDriver):
     def capabilities(self) -> Capabilities:
         """Work mode (and mining on/off via sleep) with the modes the profile allows."""
         fk = firmware_knobs(profile_for(self._model, "antminer"), "antminer")
-        modes = tuple(fk.power_modes) if fk and fk.power_modes else DEFAULT_MODES
-        restart_s = fk.restart_s if fk else 0.0
-        # set_miner_conf may restart bmminer (protocols.md §1.4), so treat a mode change as one.
-        knobs = [Knob("power_mode", "discrete", choices=modes, restarts=True, restart_s=restart_s)]
-        if "sleep" in modes:
-            knobs.append(
-                Knob(
-                    "mining",
-                    "discrete",
-                    choices=("true", "false"),
-                    restarts=True,
-                    restart_s=restart_s,
-                )
-            )
+        # set_miner_conf may restart bmminer (protocols.md §1.4), so a mode change is one.
+        mode = power_mode_knob(fk, DEFAULT_MODES)
+        knobs = [mode]
+        if "sleep" in mode.choices:  # mining off is the sleep mode
+            knobs.append(mining_knob(fk))
         return Capabilities(reports_power=False, knobs=tuple(knobs))
 
     async def read(self) -> MinerSnapshot:
@@ -160,15 +153,9 @@ class AntminerDriver(MinerDriver):
 
     async def _web_reads(self, *names: str) -> Replies:
         results = await asyncio.gather(*(self.web.get(n) for n in names), return_exceptions=True)
-        replies = Replies()
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, MinerError):
-                log.debug("web_unavailable", host=self.config.host, cgi=name, error=repr(result))
-                replies.failed[name] = result
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                replies.ok[name] = result
+        replies = Replies.gathered(names, results)
+        for name, err in replies.failed.items():
+            log.debug("web_unavailable", host=self.config.host, cgi=name, error=repr(err))
         return replies
 
     def _snapshot(self, rpc: Replies, web: Replies) -> MinerSnapshot:
@@ -179,7 +166,7 @@ class AntminerDriver(MinerDriver):
         w_summary, w_stats = web.ok.get("summary"), web.ok.get("stats")
 
         rpc_model = f.get("model", lambda: parse.section(version, "VERSION")["Type"])
-        model = parse.first(rpc_model, (sysinfo or {}).get("minertype"))
+        model = first(rpc_model, (sysinfo or {}).get("minertype"))
         if model:
             self._model = str(model).split(" (")[0].strip()
         profile = profile_for(self._model, "antminer")
@@ -190,7 +177,7 @@ class AntminerDriver(MinerDriver):
 
         hashrate = f.get(
             "hashrate",
-            lambda: parse.first(
+            lambda: first(
                 parse.summary_rate_ths(s, "5s"),
                 _web_rate(ws, "rate_5s"),
             ),
@@ -222,7 +209,7 @@ class AntminerDriver(MinerDriver):
             hashrate_ths=hashrate,
             hashrate_avg_ths=f.get(
                 "hashrate_avg",
-                lambda: parse.first(parse.summary_rate_ths(s, "av"), _web_rate(ws, "rate_avg")),
+                lambda: first(parse.summary_rate_ths(s, "av"), _web_rate(ws, "rate_avg")),
             ),
             expected_hashrate_ths=f.get("expected_hashrate", lambda: _expected(data, ws, profile)),
             power_w=None,
@@ -230,19 +217,17 @@ class AntminerDriver(MinerDriver):
             power_mode=mode,
             env_temp_c=None,
             fans_rpm=fans or (),
-            uptime_s=f.get(
-                "uptime", lambda: integer(parse.first(s.get("Elapsed"), ws.get("elapsed")))
-            ),
+            uptime_s=f.get("uptime", lambda: integer(first(s.get("Elapsed"), ws.get("elapsed")))),
             is_mining=mining,
             hw_errors=f.get(
                 "hw_errors",
-                lambda: integer(parse.first(s.get("Hardware Errors"), ws.get("hw_all"))),
+                lambda: integer(first(s.get("Hardware Errors"), ws.get("hw_all"))),
             ),
             accepted=f.get("accepted", lambda: integer(s.get("Accepted"))),
             rejected=f.get("rejected", lambda: integer(s.get("Rejected"))),
             error_codes=errors or (),
             boards=boards or (),
-            pools=(f.get("pools", lambda: parse.rpc_pools(pools)) if pools else None) or (),
+            pools=(f.get("pools", lambda: cgminer_pools(pools)) if pools else None) or (),
         )
 
 
@@ -256,7 +241,7 @@ def _firmware(version: dict[str, Any] | None, sysinfo: dict[str, Any] | None) ->
     compile_time = None
     if version is not None:
         compile_time = parse.section(version, "VERSION").get("CompileTime")
-    value = parse.first(compile_time, (sysinfo or {}).get("system_filesystem_version"))
+    value = first(compile_time, (sysinfo or {}).get("system_filesystem_version"))
     return " ".join(str(value).split()) if value else None
 
 

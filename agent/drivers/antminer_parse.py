@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.drivers.common import Fields
+from agent.drivers.common import Fields, first
 from agent.protocols.quirks import integer, number
-from agent.snapshot import BoardReading, PoolReading
+from agent.snapshot import BoardReading
 
 #: Hashrate unit → TH/s factor (bmminer `rate_unit` "GH", web "GH/s"; scrypt units in MH).
 UNIT_TO_THS = {"H": 1e-12, "KH": 1e-9, "MH": 1e-6, "GH": 1e-3, "TH": 1.0, "PH": 1e3}
@@ -28,11 +28,6 @@ def unit_factor(unit: Any, default: str = "GH") -> float:
     """TH/s per unit for a bmminer/web `rate_unit` such as "GH" or "GH/s"."""
     text = str(unit or default).upper().removesuffix("/S").strip()
     return UNIT_TO_THS[text]
-
-
-def first(*values: Any) -> Any:
-    """Return the first value that is neither ``None`` nor an empty string."""
-    return next((v for v in values if v is not None and v != ""), None)
 
 
 def section(reply: dict[str, Any] | None, key: str, index: int = 0) -> dict[str, Any]:
@@ -74,7 +69,8 @@ def _dash_max(value: Any) -> float | None:
     return hottest if hottest else None
 
 
-def _positive(value: Any) -> float | None:
+def _nonzero(value: Any) -> float | None:
+    """Return ``value`` as a number unless it is absent or zero (bmminer's "no reading")."""
     num = number(value)
     return num if num else None
 
@@ -107,11 +103,11 @@ def _rpc_chain(
     return BoardReading(
         slot=n - 1,
         hashrate_ths=rate * factor if rate is not None else None,
-        board_temp_c=f.get(f"chain{n}.board_temp", lambda: first(_dash_max(pcb), _positive(temp))),
-        chip_temp_c=f.get(f"chain{n}.chip_temp", lambda: first(_dash_max(chip), _positive(temp2))),
+        board_temp_c=f.get(f"chain{n}.board_temp", lambda: first(_dash_max(pcb), _nonzero(temp))),
+        chip_temp_c=f.get(f"chain{n}.chip_temp", lambda: first(_dash_max(chip), _nonzero(temp2))),
         chips=chips,
         expected_chips=expected_chips,
-        freq_mhz=f.get(f"chain{n}.freq", lambda: _positive(data.get(f"freq{n}"))),
+        freq_mhz=f.get(f"chain{n}.freq", lambda: _nonzero(data.get(f"freq{n}"))),
     )
 
 
@@ -144,7 +140,7 @@ def web_boards(stats: dict[str, Any], expected_chips: int | None) -> tuple[Board
                 chip_temp_c=max(chip) if chip else None,
                 chips=integer(chain.get("asic_num")),
                 expected_chips=expected_chips,
-                freq_mhz=_positive(chain.get("freq_avg")),
+                freq_mhz=_nonzero(chain.get("freq_avg")),
             )
         )
     return tuple(boards)
@@ -153,20 +149,6 @@ def web_boards(stats: dict[str, Any], expected_chips: int | None) -> tuple[Board
 def web_fans(stats: dict[str, Any]) -> tuple[int, ...]:
     """Fan RPMs from the web `stats.cgi` `fan` list (empty on hydro models)."""
     return tuple(int(number(v) or 0) for v in section(stats, "STATS")["fan"])
-
-
-def rpc_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:
-    """Pools from the cgminer `pools` reply."""
-    return tuple(
-        PoolReading(
-            url=str(p["URL"]),
-            user=str(p.get("User", "")),
-            status=p.get("Status"),
-            accepted=integer(p.get("Accepted")),
-            rejected=integer(p.get("Rejected")),
-        )
-        for p in pools["POOLS"]
-    )
 
 
 def web_error_codes(summary: dict[str, Any]) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ bosminer (protocols.md §2) — the path that works on every BOS generation.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,13 @@ from agent.credentials import Credentials
 from agent.drivers import bosminer_toml
 from agent.drivers.base import DriverConfig, MinerDriver
 from agent.drivers.common import (
-    POWER_LIMIT_STEP_W,
+    MHS_TO_THS,
     Fields,
+    cgminer_pools,
     check_settings,
     firmware_knobs,
+    mhs_ths,
+    power_limit_knob,
     profile_for,
 )
 from agent.errors import ApplyVerificationError, ConfigError
@@ -32,7 +36,6 @@ from agent.snapshot import (
     ApplyResult,
     BoardReading,
     Capabilities,
-    Knob,
     MinerSnapshot,
     PoolReading,
     Settings,
@@ -47,7 +50,6 @@ from agent.transports.tcp_json import TcpJsonTransport
 log = structlog.get_logger(__name__)
 
 READS = ("summary", "devs", "devdetails", "temps", "fans", "tunerstatus", "pools", "version")
-MHS_TO_THS = 1e-6
 #: S9-era BOS numbers hashchains 6-8 (pyasic BOSMiner backend); others start at 1.
 S9_CHAIN_IDS = frozenset({6, 7, 8})
 
@@ -81,15 +83,8 @@ class BraiinsDriver(MinerDriver):
         """A power target in watts; applying it restarts bosminer."""
         profile = profile_for(self._model, "antminer")
         fk = firmware_knobs(profile, "braiins")
-        knob = Knob(
-            name="power_limit_w",
-            kind="continuous",
-            min=profile.power.min_w if profile else None,
-            max=profile.power.max_w if profile else None,
-            step=POWER_LIMIT_STEP_W,
-            restarts=True,  # this driver restarts bosminer to load the edited file
-            restart_s=fk.restart_s if fk else 0.0,
-        )
+        # this driver restarts bosminer to load the edited file, whatever the profile says
+        knob = dataclasses.replace(power_limit_knob(profile, fk, restarts=True), restarts=True)
         return Capabilities(reports_power=True, knobs=(knob,))
 
     async def read(self) -> MinerSnapshot:
@@ -107,7 +102,7 @@ class BraiinsDriver(MinerDriver):
         tuner = r.optional("tunerstatus")
         t = f.get("tunerstatus", lambda: tuner["TUNERSTATUS"][0]) if tuner else None
         t = t or {}
-        hashrate = f.get("hashrate", lambda: _mhs(s.get("MHS 1m"), s.get("MHS 5s")))
+        hashrate = f.get("hashrate", lambda: mhs_ths(s.get("MHS 1m"), s.get("MHS 5s")))
         boards = f.get("boards", lambda: _boards(r.ok, profile)) or ()
         return MinerSnapshot(
             miner_id=self.config.id,
@@ -117,7 +112,7 @@ class BraiinsDriver(MinerDriver):
             model=self._model,
             firmware=f.get("firmware", lambda: _firmware(r.optional("version"))),
             hashrate_ths=hashrate,
-            hashrate_avg_ths=f.get("hashrate_avg", lambda: _mhs(s.get("MHS av"))),
+            hashrate_avg_ths=f.get("hashrate_avg", lambda: mhs_ths(s.get("MHS av"))),
             expected_hashrate_ths=f.get("expected", lambda: _expected(r.optional("devs")))
             or (profile.rated.hashrate_ths if profile else None),
             power_w=f.get("power", lambda: number(t.get("ApproximateMinerPowerConsumption"))),
@@ -181,11 +176,6 @@ class BraiinsDriver(MinerDriver):
         return self._ssh
 
 
-def _mhs(*values: Any) -> float | None:
-    num = next((n for n in (number(v) for v in values) if n is not None), None)
-    return None if num is None else num * MHS_TO_THS
-
-
 def _firmware(version: dict[str, Any] | None) -> str | None:
     if version is None:
         return None
@@ -222,7 +212,7 @@ def _boards(ok: dict[str, dict[str, Any]], profile: Any) -> tuple[BoardReading, 
     for d in devs:
         chain = int(d["ID"])
         t, dd = temps.get(chain, {}), details.get(chain, {})
-        rate = _mhs(d.get("MHS 1m"), d.get("MHS 5s"))
+        rate = mhs_ths(d.get("MHS 1m"), d.get("MHS 5s"))
         boards.append(
             BoardReading(
                 slot=chain - offset,
@@ -238,15 +228,4 @@ def _boards(ok: dict[str, dict[str, Any]], profile: Any) -> tuple[BoardReading, 
 
 
 def _pools(pools: dict[str, Any] | None) -> tuple[PoolReading, ...]:
-    if pools is None:
-        return ()
-    return tuple(
-        PoolReading(
-            url=str(p["URL"]),
-            user=str(p.get("User", "")),
-            status=p.get("Status"),
-            accepted=integer(p.get("Accepted")),
-            rejected=integer(p.get("Rejected")),
-        )
-        for p in pools["POOLS"]
-    )
+    return () if pools is None else cgminer_pools(pools)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
 from agent.errors import UnsafeSettingsError, UnsupportedMinerError
 from agent.profiles import FirmwareKnobs, HardwareProfile, find_profile
-from agent.snapshot import Capabilities, Knob, Settings
+from agent.protocols.quirks import integer, number
+from agent.snapshot import Capabilities, Knob, PoolReading, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +25,10 @@ POWER_LIMIT_STEP_W = 1.0
 POWER_PERCENT_MIN = 0.0
 POWER_PERCENT_MAX = 100.0
 POWER_PERCENT_STEP = 1.0
+#: cgminer-style `MHS …` fields (btminer V2, bosminer) are MH/s.
+MHS_TO_THS = 1e-6
+#: Choices of the on/off knob (`Settings.mining` as text).
+MINING_CHOICES = ("true", "false")
 
 
 class Fields:
@@ -42,6 +47,37 @@ class Fields:
             self.failed.append(name)
             log.debug("field_unreadable", host=self.host, field=name, error=repr(err))
             return None
+
+
+def first(*values: Any) -> Any:
+    """Return the first value that is neither ``None`` nor an empty string."""
+    return next((v for v in values if v is not None and v != ""), None)
+
+
+def positive(value: Any) -> float | None:
+    """Return ``value`` as a number if it is above zero (firmware sends 0 or -1 for unknown)."""
+    num = number(value)
+    return num if num is not None and num > 0 else None
+
+
+def mhs_ths(*values: Any) -> float | None:
+    """Return the first numeric value of several MH/s fields, in TH/s."""
+    num = next((n for n in (number(v) for v in values) if n is not None), None)
+    return None if num is None else num * MHS_TO_THS
+
+
+def cgminer_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:
+    """Pools from a cgminer-style `pools` reply (bmminer, btminer V2, bosminer)."""
+    return tuple(
+        PoolReading(
+            url=str(p["URL"]),
+            user=str(p.get("User", "")),
+            status=p.get("Status"),
+            accepted=integer(p.get("Accepted")),
+            rejected=integer(p.get("Rejected")),
+        )
+        for p in pools["POOLS"]
+    )
 
 
 def profile_for(model: str | None, make: str) -> HardwareProfile | None:
@@ -70,6 +106,28 @@ def power_limit_knob(
         step=POWER_LIMIT_STEP_W,
         restarts=fk.restarts_on_power_limit if fk else restarts,
         restart_s=fk.restart_s if fk else 0.0,
+    )
+
+
+def power_mode_knob(fk: FirmwareKnobs | None, default_modes: tuple[str, ...]) -> Knob:
+    """Build the work-mode knob: the profile's modes, else the driver's defaults.
+
+    A mode change re-tunes the boards (and may restart the mining process), so it is
+    counted as a restart to stay conservative.
+    """
+    modes = tuple(fk.power_modes) if fk and fk.power_modes else default_modes
+    return _restarting_choice("power_mode", modes, fk)
+
+
+def mining_knob(fk: FirmwareKnobs | None) -> Knob:
+    """Build the mining on/off knob; stopping and starting the miner counts as a restart."""
+    return _restarting_choice("mining", MINING_CHOICES, fk)
+
+
+def _restarting_choice(name: str, choices: tuple[str, ...], fk: FirmwareKnobs | None) -> Knob:
+    """Build a discrete knob whose change costs the profile's restart time."""
+    return Knob(
+        name, "discrete", choices=choices, restarts=True, restart_s=fk.restart_s if fk else 0.0
     )
 
 

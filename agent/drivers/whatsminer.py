@@ -8,8 +8,8 @@ V3 ``get.device.info`` when 4028 gives no firmware date.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 import structlog
 
@@ -21,9 +21,15 @@ from agent.drivers.common import (
     POWER_PERCENT_MIN,
     POWER_PERCENT_STEP,
     Fields,
+    cgminer_pools,
     check_settings,
     firmware_knobs,
+    first,
+    mhs_ths,
+    mining_knob,
+    positive,
     power_limit_knob,
+    power_mode_knob,
     profile_for,
 )
 from agent.errors import MinerError, UnsupportedMinerError
@@ -62,6 +68,9 @@ V2_PCT_V2_FROM = (2, 0, 5)
 V3_PERCENT_MODE = "normal"
 #: `power_off` answers before acting, so the reply is not lost to the shutdown (§3.3).
 V2_RESPBEFORE = "true"
+
+#: One change `apply` sends; both API generations send them in the order of :func:`_steps`.
+Step = Literal["start", "stop", "power_mode", "power_limit", "power_percent"]
 
 
 class WhatsminerDriver(MinerDriver):
@@ -110,8 +119,6 @@ class WhatsminerDriver(MinerDriver):
         """Power limit (restarts), percent (temporary), modes and on/off."""
         profile = profile_for(self._model, "whatsminer")
         fk = firmware_knobs(profile, "whatsminer")
-        modes = tuple(fk.power_modes) if fk and fk.power_modes else DEFAULT_MODES
-        restart_s = fk.restart_s if fk else 0.0
         knobs = [power_limit_knob(profile, fk, restarts=True)]
         if fk is None or fk.power_percent:
             knobs.append(
@@ -123,15 +130,7 @@ class WhatsminerDriver(MinerDriver):
                     POWER_PERCENT_STEP,
                 )
             )
-        # Mode changes re-tune the boards; counted as a restart to stay conservative.
-        knobs.append(
-            Knob("power_mode", "discrete", choices=modes, restarts=True, restart_s=restart_s)
-        )
-        knobs.append(
-            Knob(
-                "mining", "discrete", choices=("true", "false"), restarts=True, restart_s=restart_s
-            )
-        )
+        knobs += [power_mode_knob(fk, DEFAULT_MODES), mining_knob(fk)]
         return Capabilities(reports_power=True, knobs=tuple(knobs))
 
     async def read(self) -> MinerSnapshot:
@@ -144,8 +143,8 @@ class WhatsminerDriver(MinerDriver):
         """Send each requested change; a power limit change restarts btminer."""
         check_settings(self.config.host, self.capabilities, settings)
         if await self._api() == "v3":
-            return await self._apply_v3(settings)
-        return await self._apply_v2(settings)
+            return await self._apply_steps(settings, self._write_v3, ", ")
+        return await self._apply_steps(settings, self._write_v2, " ")
 
     async def set_pools(self, pools: Sequence[PoolConfig]) -> ApplyResult:
         """Replace the pool list (up to three)."""
@@ -226,16 +225,16 @@ class WhatsminerDriver(MinerDriver):
             model=self._model,
             firmware=f.get("firmware", lambda: parse.v2_firmware(version, status, summary)),
             hashrate_ths=hashrate,
-            hashrate_avg_ths=f.get("hashrate_avg", lambda: _mhs(summary.get("MHS av"))),
+            hashrate_avg_ths=f.get("hashrate_avg", lambda: mhs_ths(summary.get("MHS av"))),
             expected_hashrate_ths=expected or (profile.rated.hashrate_ths if profile else None),
             power_w=f.get(
                 "power",
-                lambda: parse.first(parse.v2_power_w(summary), _psu_power(r.ok.get("get_psu"))),
+                lambda: first(parse.v2_power_w(summary), _psu_power(r.ok.get("get_psu"))),
             ),
             power_limit_w=f.get(
                 "power_limit",
                 lambda: number(
-                    parse.first(
+                    first(
                         summary.get("Power Limit"),
                         parse.msg(status).get("power_limit_set") if status else None,
                     )
@@ -257,39 +256,25 @@ class WhatsminerDriver(MinerDriver):
             )
             or (),
             boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips, f)),
-            pools=_opt(f, "pools", r, "pools", parse.v2_pools),
+            pools=_opt(f, "pools", r, "pools", cgminer_pools),
         )
 
-    async def _apply_v2(self, settings: Settings) -> ApplyResult:
-        done: list[str] = []
-        restarted = False
-        if settings.mining is True:
-            await self.v2.write("power_on")
-            done.append("power_on")
-        if settings.power_mode == "sleep":
-            await self.v2.write("power_off", respbefore=V2_RESPBEFORE)
-            done.append("power_off")
-        elif settings.power_mode is not None:
-            cmd = V2_MODE_COMMANDS[settings.power_mode]
-            await self.v2.write(cmd)
-            done.append(cmd)
-        if settings.power_limit_w is not None:
-            await self.v2.write("adjust_power_limit", power_limit=str(int(settings.power_limit_w)))
-            done.append("adjust_power_limit")
-            restarted = True
-        if settings.power_percent is not None:
+    async def _write_v2(self, step: Step, value: Any) -> str:
+        """Send one step as its V2 command and return the command name."""
+        params: dict[str, str] = {}
+        if step == "start":
+            cmd = "power_on"
+        elif step == "stop":
+            cmd, params = "power_off", {"respbefore": V2_RESPBEFORE}
+        elif step == "power_mode":
+            cmd = V2_MODE_COMMANDS[value]
+        elif step == "power_limit":
+            cmd, params = "adjust_power_limit", {"power_limit": str(value)}
+        else:
             cmd = "set_power_pct_v2" if self._pct_v2() else "set_power_pct"
-            await self.v2.write(cmd, percent=str(int(settings.power_percent)))
-            done.append(cmd)
-        if settings.mining is False:
-            await self.v2.write("power_off", respbefore=V2_RESPBEFORE)
-            done.append("power_off")
-        return ApplyResult(
-            requested=settings,
-            accepted=True,
-            restarted=restarted,
-            detail=" ".join(done) or "nothing to change",
-        )
+            params = {"percent": str(value)}
+        await self.v2.write(cmd, **params)
+        return cmd
 
     def _pct_v2(self) -> bool:
         try:
@@ -312,19 +297,9 @@ class WhatsminerDriver(MinerDriver):
         info_r, summary_r, edevs_r, pools_r, setting_r = results
         if isinstance(summary_r, BaseException):
             raise summary_r
-        r = Replies()
-        for name, res in (
-            ("info", info_r),
-            ("edevs", edevs_r),
-            ("pools", pools_r),
-            ("setting", setting_r),
-        ):
-            if isinstance(res, MinerError):
-                r.failed[name] = res
-            elif isinstance(res, BaseException):
-                raise res
-            else:
-                r.ok[name] = res
+        r = Replies.gathered(
+            ("info", "edevs", "pools", "setting"), (info_r, edevs_r, pools_r, setting_r)
+        )
         f = Fields(self.config.host)
         s = f.get("summary", lambda: parse.msg(summary_r)["summary"]) or {}
         info = f.get("info", lambda: parse.msg(r.ok["info"])) if "info" in r.ok else None
@@ -345,21 +320,17 @@ class WhatsminerDriver(MinerDriver):
             firmware=system.get("fwversion"),
             hashrate_ths=hashrate,
             hashrate_avg_ths=f.get("hashrate_avg", lambda: number(s.get("hash-average"))),
-            expected_hashrate_ths=f.get("expected", lambda: _positive(s.get("factory-hash")))
+            expected_hashrate_ths=f.get("expected", lambda: positive(s.get("factory-hash")))
             or (profile.rated.hashrate_ths if profile else None),
             power_w=f.get(
                 "power",
-                lambda: parse.first(
-                    _positive(s.get("power-realtime")), _positive(power.get("pin"))
-                ),
+                lambda: first(positive(s.get("power-realtime")), positive(power.get("pin"))),
             ),
-            power_limit_w=f.get("power_limit", lambda: _positive(s.get("power-limit"))),
+            power_limit_w=f.get("power_limit", lambda: positive(s.get("power-limit"))),
             power_mode=f.get(
                 "power_mode",
                 lambda: _lower(
-                    parse.first(
-                        s.get("power-mode"), _setting(r.optional("setting")).get("power-mode")
-                    )
+                    first(s.get("power-mode"), _setting(r.optional("setting")).get("power-mode"))
                 ),
             ),
             env_temp_c=f.get("env_temp", lambda: number(s.get("environment-temperature"))),
@@ -377,37 +348,54 @@ class WhatsminerDriver(MinerDriver):
             pools=_opt(f, "pools", r, "pools", parse.v3_pools),
         )
 
-    async def _apply_v3(self, settings: Settings) -> ApplyResult:
-        done: list[str] = []
-        restarted = False
-        if settings.mining is True:
-            await self.v3.write("set.miner.service", "start")
-            done.append("service start")
-        if settings.power_mode == "sleep":
-            await self.v3.write("set.miner.service", "stop")
-            done.append("service stop")
-        elif settings.power_mode is not None:
-            await self.v3.write("set.miner.power_mode", settings.power_mode)
-            done.append(f"power_mode {settings.power_mode}")
-        if settings.power_limit_w is not None:
-            await self.v3.write("set.miner.power_limit", int(settings.power_limit_w))
-            done.append("power_limit")
-            restarted = True
-        if settings.power_percent is not None:
-            await self.v3.write(
-                "set.miner.power_percent",
-                {"percent": int(settings.power_percent), "mode": V3_PERCENT_MODE},
-            )
-            done.append("power_percent")
-        if settings.mining is False:
-            await self.v3.write("set.miner.service", "stop")
-            done.append("service stop")
+    async def _write_v3(self, step: Step, value: Any) -> str:
+        """Send one step as its V3 `set.*` command and return a label for the result."""
+        if step in ("start", "stop"):
+            await self.v3.write("set.miner.service", step)
+            return f"service {step}"
+        if step == "power_mode":
+            await self.v3.write("set.miner.power_mode", value)
+            return f"power_mode {value}"
+        if step == "power_limit":
+            await self.v3.write("set.miner.power_limit", value)
+            return "power_limit"
+        await self.v3.write("set.miner.power_percent", {"percent": value, "mode": V3_PERCENT_MODE})
+        return "power_percent"
+
+    # --- both ----------------------------------------------------------------------------
+
+    async def _apply_steps(
+        self,
+        settings: Settings,
+        write: Callable[[Step, Any], Awaitable[str]],
+        separator: str,
+    ) -> ApplyResult:
+        """Send every step one after another; a power limit change restarts btminer."""
+        done = [await write(step, value) for step, value in _steps(settings)]
         return ApplyResult(
             requested=settings,
             accepted=True,
-            restarted=restarted,
-            detail=", ".join(done) or "nothing to change",
+            restarted=settings.power_limit_w is not None,
+            detail=separator.join(done) or "nothing to change",
         )
+
+
+def _steps(settings: Settings) -> list[tuple[Step, Any]]:
+    """List the changes ``settings`` asks for in sending order (stop comes last)."""
+    steps: list[tuple[Step, Any]] = []
+    if settings.mining is True:
+        steps.append(("start", None))
+    if settings.power_mode == "sleep":
+        steps.append(("stop", None))
+    elif settings.power_mode is not None:
+        steps.append(("power_mode", settings.power_mode))
+    if settings.power_limit_w is not None:
+        steps.append(("power_limit", int(settings.power_limit_w)))
+    if settings.power_percent is not None:
+        steps.append(("power_percent", int(settings.power_percent)))
+    if settings.mining is False:
+        steps.append(("stop", None))
+    return steps
 
 
 def _opt(f: Fields, name: str, replies: Replies, cmd: str, parse_fn: Any) -> Any:
@@ -418,19 +406,9 @@ def _opt(f: Fields, name: str, replies: Replies, cmd: str, parse_fn: Any) -> Any
     return f.get(name, lambda: parse_fn(reply)) or ()
 
 
-def _mhs(value: Any) -> float | None:
-    num = number(value)
-    return None if num is None else num * parse.MHS_TO_THS
-
-
 def _ghs(value: Any) -> float | None:
     num = number(value)
     return num * parse.GHS_TO_THS if num else None
-
-
-def _positive(value: Any) -> float | None:
-    num = number(value)
-    return num if num is not None and num > 0 else None
 
 
 def _lower(value: Any) -> str | None:
@@ -450,4 +428,4 @@ def _psu_power(reply: dict[str, Any] | None) -> float | None:
     """Input power from `get_psu` when the firmware includes it (field name unverified)."""
     if reply is None:
         return None
-    return _positive(parse.msg(reply).get("pin"))
+    return positive(parse.msg(reply).get("pin"))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.drivers.common import Fields
+from agent.drivers.common import MHS_TO_THS, Fields, first, positive
 from agent.protocols.quirks import integer, number, unquote
 from agent.snapshot import BoardReading, PoolReading
 
-MHS_TO_THS = 1e-6
 GHS_TO_THS = 1e-3
 #: pyasic picks API V3 for firmware dated after 2024-11-00 (protocols.md §3.5,
 #: pyasic backends/btminer.py); earlier firmware speaks V2.
@@ -37,16 +36,6 @@ def msg(reply: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"Msg is {type(value).__name__}")
     return value
-
-
-def first(*values: Any) -> Any:
-    """Return the first value that is neither ``None`` nor empty."""
-    return next((v for v in values if v is not None and v != ""), None)
-
-
-def _positive(value: Any) -> float | None:
-    num = number(value)
-    return num if num is not None and num > 0 else None
 
 
 def _flag(value: Any) -> bool | None:
@@ -94,7 +83,7 @@ def _v2_board(d: dict[str, Any], i: int, expected_chips: int | None, f: Fields) 
         expected_chips=expected_chips,
         freq_mhz=f.get(
             f"board{slot}.freq",
-            lambda: _positive(first(d.get("Chip Frequency"), d.get("Frequency"))),
+            lambda: positive(first(d.get("Chip Frequency"), d.get("Frequency"))),
         ),
     )
 
@@ -113,23 +102,9 @@ def v2_error_codes(error_reply: dict[str, Any] | None, summary: dict[str, Any]) 
     return tuple(str(summary[f"Error Code {i}"]) for i in range(count))
 
 
-def v2_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:
-    """Pools from the cgminer-style `pools` reply."""
-    return tuple(
-        PoolReading(
-            url=str(p["URL"]),
-            user=str(p.get("User", "")),
-            status=p.get("Status"),
-            accepted=integer(p.get("Accepted")),
-            rejected=integer(p.get("Rejected")),
-        )
-        for p in pools["POOLS"]
-    )
-
-
 def v2_power_w(summary: dict[str, Any]) -> float | None:
     """Measured power; btminer reports -1 when it does not know."""
-    return _positive(first(summary.get("Power"), summary.get("Power_RT")))
+    return positive(first(summary.get("Power"), summary.get("Power_RT")))
 
 
 def v2_power_mode(summary: dict[str, Any], status: dict[str, Any] | None) -> str | None:
@@ -197,7 +172,7 @@ def _v3_board(
         ),
         chips=f.get(f"board{slot}.chips", lambda: integer(d.get("effective-chips"))),
         expected_chips=expected_chips,
-        freq_mhz=f.get(f"board{slot}.freq", lambda: _positive(d.get("freq"))),
+        freq_mhz=f.get(f"board{slot}.freq", lambda: positive(d.get("freq"))),
     )
 
 

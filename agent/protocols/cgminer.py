@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,24 @@ class Replies:
         err = self.failed.get(cmd)
         log.debug("command_unavailable", command=cmd, error=repr(err))
         return None
+
+    @classmethod
+    def gathered(
+        cls, names: Sequence[str], results: Sequence[dict[str, Any] | BaseException]
+    ) -> Replies:
+        """File ``asyncio.gather(..., return_exceptions=True)`` results by command name.
+
+        A ``MinerError`` is that command's failure; any other exception is re-raised.
+        """
+        replies = cls()
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MinerError):
+                replies.failed[name] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                replies.ok[name] = result
+        return replies
 
 
 class CgminerProtocol(BaseProtocol):

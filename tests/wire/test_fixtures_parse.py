@@ -13,6 +13,7 @@ import pytest
 
 from agent.drivers import antminer_parse as am
 from agent.drivers import whatsminer_parse as wm
+from agent.drivers.common import cgminer_pools
 from agent.protocols.antminer_web import AntminerWebProtocol
 from agent.protocols.btminer_v2 import BtminerV2Protocol
 from agent.protocols.btminer_v3 import BtminerV3Protocol
@@ -64,7 +65,7 @@ def check_am_summary(r: dict) -> None:
 
 
 def check_am_pools(r: dict) -> None:
-    pools = _pools(am.rpc_pools(r))
+    pools = _pools(cgminer_pools(r))
     assert len(pools) == 3
     assert pools[0] == (
         "stratum+tcp://btc.global.luxor.tech:700",
@@ -130,7 +131,7 @@ def check_v1_psu(r: dict) -> None:
 
 
 def check_v1_pools(r: dict) -> None:
-    pools = _pools(wm.v2_pools(r))
+    pools = _pools(cgminer_pools(r))
     assert pools[0] == ("stratum+tcp://btc.example.pool:3333", "asic-rs.test", "Alive", 2338, 0)
     assert len(pools) == 3
 
@@ -179,7 +180,7 @@ def check_v2_psu(r: dict) -> None:
 
 
 def check_v2_pools(r: dict) -> None:
-    pools = _pools(wm.v2_pools(r))
+    pools = _pools(cgminer_pools(r))
     assert pools[0] == ("stratum+tcp://btc.example.pool:3333", "asic-rs.test", "Alive", 5412, 0)
     assert len(pools) == 3
 
