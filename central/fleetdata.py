@@ -152,7 +152,9 @@ def _apply_random_knob(unit: SimUnit, rng: np.random.Generator) -> dict[str, Any
     knobs, weights = zip(*KNOB_MIX[unit.family], strict=True)
     knob = knobs[rng.choice(len(knobs), p=np.asarray(weights) / sum(weights))]
     s: dict[str, Any] = {
-        "power_mode_rank": POWER_MODE_RANK["normal"],
+        # Mode not given means the firmware default (normal); half the rows say so
+        # explicitly so the model accepts both conventions from its callers.
+        "power_mode_rank": POWER_MODE_RANK["normal"] if rng.random() < 0.5 else None,
         "power_limit_w": None,
         "power_percent": None,
         "freq_mhz": None,

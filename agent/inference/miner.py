@@ -6,7 +6,8 @@ Feature vector (``MINER_FEATURES``, in this order; ``None`` = missing/not set):
 hardware profile           ``rated_hashrate_ths``, ``rated_power_w``, ``rated_j_per_th``,
                            ``boards``, ``chips_per_board``, ``freq_mhz_default``,
                            ``voltage_v_default``, ``chip_temp_max_c`` (all required)
-settings                   ``power_mode_rank`` (sleep 0, low 1, normal 2, high 3),
+settings                   ``power_mode_rank`` (sleep 0, low 1, normal 2, high 3; None =
+                           firmware default, i.e. normal),
                            ``power_limit_w`` (firmware power target, W), ``power_percent``
                            (temporary reduction, %), ``freq_mhz`` and ``voltage_v`` (direct
                            V/f, Braiins only) — each None when that knob is not used
