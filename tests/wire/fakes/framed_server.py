@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import struct
@@ -19,6 +18,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from tests.wire.fakes.loopback import LoopbackServer
+
 _HEADER = struct.Struct("<I")
 
 
@@ -26,8 +27,10 @@ def _reply(code: int, msg: Any, desc: str) -> dict[str, Any]:
     return {"code": code, "when": int(time.time()), "msg": msg, "desc": desc}
 
 
-class FakeV3Server:
+class FakeV3Server(LoopbackServer):
     """Serve V3 reads from fixtures and verify V3 writes."""
+
+    CLIENT_GONE = (*LoopbackServer.CLIENT_GONE, ValueError)  # junk frames end the connection
 
     def __init__(
         self,
@@ -41,6 +44,7 @@ class FakeV3Server:
         mode: str = "normal",
         close_after: int | None = None,
     ) -> None:
+        super().__init__()
         self.replies = {k: v for k, v in (replies or {}).items() if isinstance(k, tuple)}
         self.password = password
         self.account = account
@@ -51,7 +55,6 @@ class FakeV3Server:
         self.close_after = close_after
         self.requests: list[dict[str, Any]] = []
         self.heartbeats = 0
-        self.connections = 0
         self.state: dict[str, Any] = {
             "power_limit": 3600,
             "power_mode": "normal",
@@ -59,73 +62,30 @@ class FakeV3Server:
             "percent": None,
             "pools": None,
         }
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self.port = 0
-
-    async def start(self) -> FakeV3Server:
-        """Listen on 127.0.0.1 with an ephemeral port."""
-        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def close(self) -> None:
-        """Stop listening and drop every connection."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> FakeV3Server:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def drop_connections(self) -> None:
-        """Close every open connection (as the miner does after 300 s idle)."""
-        for task in list(self._tasks):
-            task.cancel()
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         served = 0
-        try:
-            while True:
-                (length,) = _HEADER.unpack(await reader.readexactly(4))
-                if length == 0:
-                    self.heartbeats += 1
-                    if self.echo_heartbeat:
-                        writer.write(b"\x00\x00\x00\x00")
-                    continue
-                request = json.loads(await reader.readexactly(length))
-                self.requests.append(request)
-                if self.close_after is not None and served >= self.close_after:
-                    return
-                if self.mode == "silent":
-                    await asyncio.sleep(3600)
-                if self.mode == "bad_length":
-                    writer.write(_HEADER.pack(0x7FFFFFFF) + b"{}")
-                    await writer.drain()
-                    continue
-                body = self.reply_for(request)
-                writer.write(_HEADER.pack(len(body)) + body)
+        while True:
+            (length,) = _HEADER.unpack(await reader.readexactly(4))
+            if length == 0:
+                self.heartbeats += 1
+                if self.echo_heartbeat:
+                    writer.write(b"\x00\x00\x00\x00")
+                continue
+            request = json.loads(await reader.readexactly(length))
+            self.requests.append(request)
+            if self.close_after is not None and served >= self.close_after:
+                return
+            if self.mode == "silent":
+                await asyncio.sleep(3600)
+            if self.mode == "bad_length":
+                writer.write(_HEADER.pack(0x7FFFFFFF) + b"{}")
                 await writer.drain()
-                served += 1
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass  # client went away or sent junk
-        finally:
-            writer.transport.abort()
+                continue
+            body = self.reply_for(request)
+            writer.write(_HEADER.pack(len(body)) + body)
+            await writer.drain()
+            served += 1
 
     def reply_for(self, request: dict[str, Any]) -> bytes:
         """Bytes of the reply frame body for one request."""

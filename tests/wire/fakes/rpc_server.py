@@ -10,13 +10,14 @@ One request per connection, reply, close — like the firmware. Switchable fault
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
+
+from tests.wire.fakes.loopback import LoopbackServer
 
 INVALID_COMMAND = 14
 ACCESS_DENIED = 45
@@ -40,7 +41,7 @@ def status_reply(letter: str, code: int, msg: str, description: str = "cgminer 1
     }
 
 
-class FakeRpcServer:
+class FakeRpcServer(LoopbackServer):
     """Serve ``replies`` (command → bytes or callable) on an ephemeral loopback port."""
 
     def __init__(
@@ -57,6 +58,7 @@ class FakeRpcServer:
         oversize_bytes: int = 0,
         handlers: dict[str, Callable[[dict], dict]] | None = None,
     ) -> None:
+        super().__init__()
         self.replies = {k: v for k, v in (replies or {}).items() if isinstance(k, str)}
         self.trailing_nul = trailing_nul
         self.multicommand = multicommand
@@ -68,52 +70,13 @@ class FakeRpcServer:
         self.oversize_bytes = oversize_bytes
         self.handlers = handlers or {}
         self.requests: list[dict[str, Any]] = []
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self.port = 0
-
-    async def start(self) -> FakeRpcServer:
-        """Listen on 127.0.0.1 with an ephemeral port."""
-        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def close(self) -> None:
-        """Stop listening and drop every open connection."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> FakeRpcServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            request = await self._read_request(reader)
-            if request is None:
-                return
-            self.requests.append(request)
-            await self._respond(request, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away; that is its test's business
-        finally:
-            writer.transport.abort()
+        request = await self._read_request(reader)
+        if request is None:
+            return
+        self.requests.append(request)
+        await self._respond(request, writer)
 
     async def _read_request(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
         buf = b""

@@ -10,12 +10,13 @@ restarts bmminer first). ``slow_s`` delays every reply.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import json
 import secrets
 from typing import Any
+
+from tests.wire.fakes.loopback import LoopbackServer
 
 REALM = "antMiner Configuration"
 
@@ -131,8 +132,10 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-class FakeAntminerWeb:
+class FakeAntminerWeb(LoopbackServer):
     """The CGI endpoints a stock X19 web UI serves, behind digest auth."""
+
+    CLIENT_GONE = (*LoopbackServer.CLIENT_GONE, asyncio.LimitOverrunError)
 
     def __init__(
         self,
@@ -143,6 +146,7 @@ class FakeAntminerWeb:
         drop_set_reply: bool = False,
         slow_s: float = 0.0,
     ) -> None:
+        super().__init__()
         self.username = username
         self.password = password
         self.drop_set_reply = drop_set_reply
@@ -156,62 +160,23 @@ class FakeAntminerWeb:
         self.posts: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, bool]] = []  # method, path, authenticated
         self._nonces: set[str] = set()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self.connections = 0
-        self.port = 0
-
-    async def start(self) -> FakeAntminerWeb:
-        """Listen on 127.0.0.1 with an ephemeral port."""
-        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def close(self) -> None:
-        """Stop listening and drop every connection."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> FakeAntminerWeb:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if self.slow_s:
-                    await asyncio.sleep(self.slow_s)
-                keep = await self._handle(method, path, headers, body, writer)
-                if not keep:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.transport.abort()
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    headers[k.strip().lower()] = v.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if self.slow_s:
+                await asyncio.sleep(self.slow_s)
+            keep = await self._handle(method, path, headers, body, writer)
+            if not keep:
+                return
 
     async def _handle(
         self,
