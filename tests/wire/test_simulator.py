@@ -9,6 +9,7 @@ cross-check the fixture fakes cannot be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -71,6 +72,17 @@ class SimFarm:
             timeouts=FAST,
             retry=QUICK_RETRY,
         )
+
+    @contextlib.asynccontextmanager
+    async def driving(
+        self, unit_id: str, credentials: Credentials | None = None
+    ) -> AsyncIterator[MinerDriver]:
+        """A driver for ``unit_id``, closed when the block ends."""
+        driver = self.driver(unit_id, credentials)
+        try:
+            yield driver
+        finally:
+            await driver.close()
 
     async def settle(self, unit_id: str) -> None:
         """Advance simulated time past restarts and wait for the unit's API to listen again."""
@@ -142,85 +154,63 @@ async def test_reads_and_identify_every_model(sim) -> None:
         assert config.api == entry.get("api"), unit_id
 
 
-async def test_whatsminer_v2_controls(sim) -> None:
-    s = await sim({"m60s/whatsminer_v2": 1})
+@pytest.mark.parametrize(
+    ("firmware", "limit_w", "percent", "respbefore"),
+    [("whatsminer_v2", 3000, 80, True), ("whatsminer_v3", 3100, 85, False)],
+    ids=["v2", "v3"],
+)
+async def test_whatsminer_controls(
+    sim, firmware: str, limit_w: int, percent: int, respbefore: bool
+) -> None:
+    s = await sim({f"m60s/{firmware}": 1})
     unit_id = "m60s-0001"
     unit = s.farm.device(unit_id).unit
-    driver = s.driver(unit_id)
-    try:
-        result = await driver.apply(Settings(power_limit_w=3000))
-        assert result.restarted
+    async with s.driving(unit_id) as driver:
+        assert (await driver.apply(Settings(power_limit_w=limit_w))).restarted
         await s.settle(unit_id)
-        assert (await driver.read()).power_limit_w == 3000
-        await driver.apply(Settings(power_percent=80))
-        assert unit.settings["power_percent"] == 80
+        assert (await driver.read()).power_limit_w == limit_w
+        await driver.apply(Settings(power_percent=percent))
+        assert unit.settings["power_percent"] == percent
         for mode in ("low", "high", "normal"):
             await driver.apply(Settings(power_mode=mode))
             assert (await driver.read()).power_mode == mode
         await driver.apply(Settings(mining=False))
-        await asyncio.sleep(0.05)  # power_off acts just after its reply (respbefore)
-        assert unit.settings["mining"] is False
+        if respbefore:
+            await asyncio.sleep(0.05)  # V2 power_off acts just after its reply (respbefore)
+            assert unit.settings["mining"] is False
+        else:
+            await s.settle(unit_id)
         assert (await driver.read()).is_mining is False
         await driver.apply(Settings(mining=True))
         await s.settle(unit_id)
         assert (await driver.read()).is_mining is True
         await driver.set_pools([PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")])
         assert [p.url for p in (await driver.read()).pools] == ["stratum+tcp://sim.example:3333"]
-    finally:
-        await driver.close()
 
 
-async def test_whatsminer_v2_wrong_password_is_auth_error(sim) -> None:
-    s = await sim({"m30s/whatsminer_v2": 1})
-    driver = s.driver("m30s-0001", Credentials("admin", "wrongpw1"))
-    try:
+@pytest.mark.parametrize(
+    ("model", "credentials", "settings"),
+    [
+        ("m30s/whatsminer_v2", Credentials("admin", "wrongpw1"), Settings(power_percent=90)),
+        ("m50/whatsminer_v3", Credentials("super", "wrongpw1"), Settings(power_mode="low")),
+        ("s19pro", Credentials("root", "not-root"), Settings(power_mode="sleep")),
+    ],
+    ids=["whatsminer_v2", "whatsminer_v3", "antminer_web"],
+)
+async def test_wrong_password_is_auth_error(
+    sim, model: str, credentials: Credentials, settings: Settings
+) -> None:
+    s = await sim({model: 1})
+    unit_id = model.split("/")[0] + "-0001"
+    async with s.driving(unit_id, credentials) as driver:
         with pytest.raises(MinerAuthError):
-            await driver.apply(Settings(power_percent=90))
-    finally:
-        await driver.close()
-
-
-async def test_whatsminer_v3_controls(sim) -> None:
-    s = await sim({"m60s/whatsminer_v3": 1})
-    unit_id = "m60s-0001"
-    unit = s.farm.device(unit_id).unit
-    driver = s.driver(unit_id)
-    try:
-        assert (await driver.apply(Settings(power_limit_w=3100))).restarted
-        await s.settle(unit_id)
-        assert (await driver.read()).power_limit_w == 3100
-        await driver.apply(Settings(power_percent=85))
-        assert unit.settings["power_percent"] == 85
-        for mode in ("low", "high", "normal"):
-            await driver.apply(Settings(power_mode=mode))
-            assert (await driver.read()).power_mode == mode
-        await driver.apply(Settings(mining=False))
-        await s.settle(unit_id)
-        assert (await driver.read()).is_mining is False
-        await driver.apply(Settings(mining=True))
-        await s.settle(unit_id)
-        assert (await driver.read()).is_mining is True
-        await driver.set_pools([PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")])
-        assert [p.url for p in (await driver.read()).pools] == ["stratum+tcp://sim.example:3333"]
-    finally:
-        await driver.close()
-
-
-async def test_whatsminer_v3_wrong_password_is_auth_error(sim) -> None:
-    s = await sim({"m50/whatsminer_v3": 1})
-    driver = s.driver("m50-0001", Credentials("super", "wrongpw1"))
-    try:
-        with pytest.raises(MinerAuthError):
-            await driver.apply(Settings(power_mode="low"))
-    finally:
-        await driver.close()
+            await driver.apply(settings)
 
 
 async def test_antminer_modes_via_web(sim) -> None:
     s = await sim({"s19jpro": 1})
     unit_id = "s19jpro-0001"
-    driver = s.driver(unit_id)
-    try:
+    async with s.driving(unit_id) as driver:
         for mode, mining in (("sleep", False), ("low", True), ("normal", True)):
             result = await driver.apply(Settings(power_mode=mode))
             assert result.accepted
@@ -231,18 +221,6 @@ async def test_antminer_modes_via_web(sim) -> None:
         pools = [PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")]
         await driver.set_pools(pools)
         assert (await driver.read()).pools[0].url == "stratum+tcp://sim.example:3333"
-    finally:
-        await driver.close()
-
-
-async def test_antminer_wrong_web_password(sim) -> None:
-    s = await sim({"s19pro": 1})
-    driver = s.driver("s19pro-0001", Credentials("root", "not-root"))
-    try:
-        with pytest.raises(MinerAuthError):
-            await driver.apply(Settings(power_mode="sleep"))
-    finally:
-        await driver.close()
 
 
 @pytest.mark.parametrize(("old_fraction", "key"), [(0.0, "power_target"), (1.0, "psu_power_limit")])
@@ -250,14 +228,11 @@ async def test_braiins_power_target_over_ssh(sim, old_fraction: float, key: str)
     s = await sim({"s19xp/braiins": 1}, bos_old_schema_fraction=old_fraction)
     unit_id = "s19xp-0001"
     assert "known_hosts" in s.entries[unit_id]  # the host key is pinned, never skipped
-    driver = s.driver(unit_id)
-    try:
+    async with s.driving(unit_id) as driver:
         result = await driver.apply(Settings(power_limit_w=2600))
         assert result.restarted
         await s.settle(unit_id)
         snap = await driver.read()
-    finally:
-        await driver.close()
     assert snap.power_limit_w == 2600
     from agent.simulator.servers import braiins
 
