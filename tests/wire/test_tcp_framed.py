@@ -6,6 +6,7 @@ import asyncio
 import json
 import struct
 import time
+from typing import Any
 
 import pytest
 
@@ -91,22 +92,23 @@ async def test_reconnects_after_the_miner_closed_an_idle_connection() -> None:
     assert t.connects == 2
 
 
-async def test_connection_closed_mid_exchange_is_a_connection_error() -> None:
-    async with v3(close_after=0) as srv:  # closes right after reading the request
+@pytest.mark.parametrize(
+    ("fault", "error", "match"),
+    [
+        # the miner closes right after reading the request
+        ({"close_after": 0}, MinerConnectionError, None),
+        # a length prefix over the frame limit
+        ({"mode": "bad_length"}, MinerResponseError, "exceeds"),
+    ],
+    ids=["closed_mid_exchange", "oversize_frame"],
+)
+async def test_broken_exchange_drops_the_connection(
+    fault: dict[str, Any], error: type[Exception], match: str | None
+) -> None:
+    async with v3(**fault) as srv:
         t = TcpFramedTransport(HOST, srv.port, timeouts=FAST, heartbeat_interval_s=None)
         try:
-            with pytest.raises(MinerConnectionError):
-                await t.send(SUMMARY_REQ)
-        finally:
-            await t.close()
-    assert not t.connected
-
-
-async def test_oversize_frame_drops_the_connection() -> None:
-    async with v3(mode="bad_length") as srv:
-        t = TcpFramedTransport(HOST, srv.port, timeouts=FAST, heartbeat_interval_s=None)
-        try:
-            with pytest.raises(MinerResponseError, match="exceeds"):
+            with pytest.raises(error, match=match):
                 await t.send(SUMMARY_REQ)
         finally:
             await t.close()
