@@ -8,9 +8,10 @@ setting is expected to be held, so every term is in USD/day.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from agent.errors import ConfigError
 from agent.optimize.tariff import FlatTariff, Tariff
@@ -113,3 +114,27 @@ def penalised_objective(
 ) -> float:
     """Profit minus a penalty that grows with the total size of the violations (never flat)."""
     return profit - usd_per_unit_violation * sum(violations.values())
+
+
+class _Forecaster(Protocol):
+    def forecast(self, features: Mapping[str, float | None], hashprice_today: float) -> Any:
+        """Return an object with a ``p50`` hashprice (USD per TH/s per day)."""
+        ...
+
+
+def hashprice_from_forecaster(
+    forecaster: _Forecaster,
+    features: Callable[[], Mapping[str, float | None]],
+    hashprice_today: Callable[[], float],
+) -> Callable[[datetime], float]:
+    """Adapt the bundle's hashprice forecaster (``agent.inference.hashprice``) to ``Economics``.
+
+    The returned callable gives the forecast median over the forecaster's horizon. It raises
+    whatever the forecaster raises (``ModelError`` for bad inputs), so a failed forecast is
+    never silently priced as zero; the caller decides whether to fall back to a flat figure.
+    """
+
+    def hashprice(_ts: datetime) -> float:
+        return float(forecaster.forecast(features(), hashprice_today()).p50)
+
+    return hashprice

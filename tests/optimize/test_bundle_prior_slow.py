@@ -60,3 +60,16 @@ def test_real_bundle_is_the_prior_and_degrades_to_physics(bundle_dir):
     )
     s = opt.ask()
     assert prof.power.min_w <= s.power_limit_w <= prof.power.max_w
+
+
+@pytest.mark.slow
+def test_bundle_hashprice_forecast_prices_the_objective(bundle_dir):
+    from agent.inference.bundle import open_bundle
+    from agent.inference.hashprice import HashpriceForecaster
+    from agent.optimize.objective import DEFAULT_HASHPRICE_USD_PER_TH_DAY, hashprice_from_forecaster
+
+    fc = HashpriceForecaster(open_bundle(bundle_dir), 1)
+    hp = hashprice_from_forecaster(fc, dict, lambda: DEFAULT_HASHPRICE_USD_PER_TH_DAY)
+    econ = Economics(hashprice=hp)
+    value = econ.hashprice_usd_per_th_day()
+    assert 0.2 * DEFAULT_HASHPRICE_USD_PER_TH_DAY < value < 5 * DEFAULT_HASHPRICE_USD_PER_TH_DAY
