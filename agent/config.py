@@ -47,8 +47,11 @@ POLL_INTERVAL_S = 30.0
 #: A healthy miner answers a full read in under 2 s (simulator and captured replies); 10 s
 #: covers a slow web CGI plus one protocol retry and leaves 2/3 of the cycle free.
 POLL_TIMEOUT_S = 10.0
-#: Requests in flight across the fleet: ~2 sockets each stays far below the default 1,024
-#: open files, and a 2-core box parses 256 replies concurrently without falling behind.
+#: Requests in flight across the fleet. A hung miner holds a slot for a whole poll timeout, so
+#: the bound must exceed the hung miners we expect (10 % of a 2,000-miner farm fits in one
+#: wave: the cycle ends within one timeout). A full wave costs ~1-2 s of CPU (~5 ms a read,
+#: benchmarks/poll.py), far inside the 10 s timeout, and ~2 sockets a poll stay well below
+#: the default 1,024 open files.
 MAX_IN_FLIGHT = 256
 #: An unreachable miner is retried at least every 10 minutes; an auth failure waits this long
 #: straight away because only an operator can fix it.
@@ -116,9 +119,14 @@ class MinerEntry(_Strict):
         return value
 
     @property
+    def port_map(self) -> dict[str, int]:
+        """Port overrides as the plain dict ``DriverConfig`` takes."""
+        return {str(role): port for role, port in self.ports.items()}
+
+    @property
     def miner_id(self) -> str:
         """The explicit id, else what ``DriverConfig.id`` derives from host and ports."""
-        return self.id or DriverConfig(host=self.host, driver="", ports=dict(self.ports)).id
+        return self.id or DriverConfig(host=self.host, driver="", ports=self.port_map).id
 
 
 class Inventory(_Strict):
@@ -320,7 +328,7 @@ class ResolvedMiner:
         return DriverConfig(
             host=e.host,
             driver=e.driver,
-            ports=dict(e.ports),
+            ports=e.port_map,
             api=e.api,
             model=e.model,
             firmware=e.firmware,
