@@ -196,7 +196,8 @@ async def run(args: argparse.Namespace) -> int:
             if farm.admin_port is not None
             else None,
         }
-        print(json.dumps(ready), flush=True)
+        sys.stdout.write(json.dumps(ready) + "\n")
+        sys.stdout.flush()
         await stop.wait()
     finally:
         await farm.stop()

@@ -104,9 +104,9 @@ def test_combined_bmminer_defects() -> None:
 )
 def test_unrepairable_raises_with_excerpt(raw: bytes) -> None:
     with pytest.raises(MinerResponseError) as info:
-        quirks.decode(raw, "10.0.0.9")
+        quirks.decode(raw, "127.0.0.9")
     assert info.value.excerpt == raw[:200]
-    assert info.value.host == "10.0.0.9"
+    assert info.value.host == "127.0.0.9"
 
 
 @pytest.mark.parametrize(
