@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -84,6 +85,7 @@ async def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     logs.configure("ERROR")
     settings = load_settings(args.workdir / "agent.toml")
     coordinators = await _Fleet(settings, make_driver, identify).initial({})
+    gc.freeze()  # as serve() does once the fleet is built
     poller = Poller(coordinators, max_in_flight=args.concurrency, jitter_s=0.0)
     store = AsyncStore(Store(settings.store_path, disk_cap_bytes=settings.disk_cap_bytes))
     features = FleetFeatures(

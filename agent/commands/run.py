@@ -106,7 +106,7 @@ class _Fleet:
         log = structlog.get_logger(__name__)
         gate = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
         targets: list[tuple[str, dict[str, int], ResolvedMiner | None]] = [
-            (m.entry.host, dict(m.entry.ports), m) for m in self.pending.values()
+            (m.entry.host, m.entry.port_map, m) for m in self.pending.values()
         ]
         targets += [(h, {}, None) for h in self.settings.scan_hosts() if h not in skip]
 
@@ -148,6 +148,7 @@ async def serve(
 ) -> int:
     """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT); return the exit status."""
     import asyncio
+    import gc
     import signal
 
     import structlog
@@ -193,6 +194,10 @@ async def serve(
     async def discover() -> list[MinerCoordinator]:
         return await fleet.probe(skip={c.host for c in poller.coordinators.values()})
 
+    # Everything built so far (drivers, profiles, settings) lives as long as the daemon: move
+    # it out of the collector's generations so full collections stop rescanning it (one
+    # noisy run at 800 simulated miners: 4.0 -> 3.7 ms CPU per read).
+    gc.freeze()
     needs_discovery = bool(settings.scan or fleet.pending)
     backbone = Backbone(
         poller,

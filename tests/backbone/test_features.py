@@ -348,3 +348,47 @@ def test_streaming_path_never_imports_pandas() -> None:
         "sys.exit(3 if 'pandas' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _exact_slope_per_h(
+    rows: list[dict[str, float]], signal: str, width_ms: int, k: int = 30
+) -> float:
+    """The window's least-squares slope in exact rational arithmetic."""
+    from fractions import Fraction
+
+    t_ms = [round(r["ts"] * 1000) for r in rows]
+    b_now = t_ms[-1] // width_ms
+    pts = [
+        (Fraction(t - t_ms[0], 3_600_000), Fraction(r[signal]))
+        for t, r in zip(t_ms, rows, strict=True)
+        if t // width_ms > b_now - k and not math.isnan(r[signal])
+    ]
+    mt = sum(p[0] for p in pts) / len(pts)
+    mx = sum(p[1] for p in pts) / len(pts)
+    return float(sum((t - mt) * (x - mx) for t, x in pts) / sum((t - mt) ** 2 for t, _ in pts))
+
+
+@pytest.mark.parametrize("outage_fraction", [0.95, 0.99])
+def test_slope_is_exact_after_an_outage_just_under_the_span(outage_fraction: float) -> None:
+    """Regression: two polls 30 s apart after an outage just under the window's span.
+
+    pandas' running sums then carried the dropped sample's rounding into a tiny window
+    (2e-8 relative); both paths must stay at rounding level of the exact slope.
+    """
+    rng = np.random.default_rng(3)
+    ts = [T0 + 30.0 * i for i in range(120)]
+    ts += [ts[-1] + outage_fraction * 3600 + 30.0 * i for i in range(3)]
+    rows = [
+        dict.fromkeys(FLAT_FIELDS, 1.0) | {"ts": t, "chip_temp_max_c": 80 + rng.normal(0, 2)}
+        for t in ts
+    ]
+    schema = FeatureSchema(("1h",))
+    name = "chip_temp_max_c_slope_1h"
+    batch = miner_features(pd.DataFrame(rows), schema, 30.0)[name].to_numpy()
+    feats = MinerFeatures(schema, 30.0)
+    for i, row in enumerate(rows):
+        feats.add(row)
+        if i >= 121:  # the windows holding only post-outage polls (plus the dropped one)
+            exact = _exact_slope_per_h(rows[: i + 1], "chip_temp_max_c", schema.windows[0].width_ms)
+            assert feats.values()[name] == pytest.approx(exact, rel=1e-11)
+            assert batch[i] == pytest.approx(exact, rel=1e-11)
