@@ -611,7 +611,8 @@ class Store:
         self, miner_id: str | None = None, since: float | None = None
     ) -> list[dict[str, Any]]:
         """Raw flat rows (``miner_id`` + ``FLAT_FIELDS``) in time order, for the batch path."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if miner_id is not None:
             where.append("miner_id = ?")
             params.append(miner_id)
