@@ -174,7 +174,7 @@ class AgentSettings(BaseSettings):
     disk_cap_mb: float = Field(default=DISK_CAP_MB, ge=4.0)
     feature_windows: list[str] = Field(default_factory=lambda: list(DEFAULT_WINDOWS))
     miners: list[MinerEntry] = Field(default_factory=list)
-    #: CIDR ranges identified at start-up (``10.0.1.0/24``).
+    #: CIDR ranges identified at start-up (``198.51.100.0/24``).
     scan: list[str] = Field(default_factory=list)
     #: An inventory file in the simulator's format (relative to the config file).
     inventory: Path | None = None
@@ -212,7 +212,7 @@ class AgentSettings(BaseSettings):
             try:
                 net = ipaddress.ip_network(text, strict=True)
             except ValueError as err:
-                raise ValueError(f"{text!r} is not a CIDR range like 10.0.1.0/24 ({err})") from err
+                raise ValueError(f"{text!r} is not a CIDR range like 198.51.100.0/24 ({err})") from err
             if net.num_addresses > SCAN_MAX_ADDRESSES:
                 raise ValueError(
                     f"{text} spans {net.num_addresses} addresses; at most {SCAN_MAX_ADDRESSES} "

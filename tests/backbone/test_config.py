@@ -52,8 +52,8 @@ def test_file_then_environment_precedence_and_relative_paths(tmp_path, monkeypat
     [
         ("pol_interval_s = 10", "pol_interval_s: unknown setting (typo?)"),
         ("poll_interval_s = 30\npoll_timeout_s = 30", "must be below poll_interval_s"),
-        ('scan = ["10.0.0.0/8"]', "at most 4096 per range"),
-        ('scan = ["10.0.0.1/24"]', "not a CIDR range"),
+        ('scan = ["198.18.0.0/15"]', "at most 4096 per range"),
+        ('scan = ["198.51.100.1/24"]', "not a CIDR range"),
         ('feature_windows = ["5m", "1 week"]', "not a duration"),
         ('[[miners]]\nhost = "127.0.0.1"\ncredentials = "../etc/shadow"', "miners.0.credentials"),
         ('[[miners]]\nhost = "127.0.0.1"\nports = { rpc = 70000 }', "outside 1-65535"),
