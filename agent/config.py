@@ -212,7 +212,9 @@ class AgentSettings(BaseSettings):
             try:
                 net = ipaddress.ip_network(text, strict=True)
             except ValueError as err:
-                raise ValueError(f"{text!r} is not a CIDR range like 198.51.100.0/24 ({err})") from err
+                raise ValueError(
+                    f"{text!r} is not a CIDR range like 198.51.100.0/24 ({err})"
+                ) from err
             if net.num_addresses > SCAN_MAX_ADDRESSES:
                 raise ValueError(
                     f"{text} spans {net.num_addresses} addresses; at most {SCAN_MAX_ADDRESSES} "

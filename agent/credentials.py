@@ -32,7 +32,7 @@ class Credentials:
 
 
 def secrets_dir_from_env() -> Path | None:
-    """The systemd credentials directory, if the service runs with one."""
+    """Return the systemd credentials directory, if the service runs with one."""
     value = os.environ.get("CREDENTIALS_DIRECTORY")
     return Path(value) if value else None
 

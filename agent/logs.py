@@ -14,8 +14,21 @@ import structlog
 
 #: Keys whose values never reach a log line, a diagnostic dump or a captured fixture.
 REDACTED_KEYS = frozenset(
-    {"password", "passwd", "pass", "token", "secret", "key", "salt", "newsalt", "authorization",
-     "sign", "aes_key", "private_key", "credentials"}
+    {
+        "password",
+        "passwd",
+        "pass",
+        "token",
+        "secret",
+        "key",
+        "salt",
+        "newsalt",
+        "authorization",
+        "sign",
+        "aes_key",
+        "private_key",
+        "credentials",
+    }
 )
 REDACTED = "**REDACTED**"
 
@@ -24,7 +37,8 @@ def redact(value: Any) -> Any:
     """Return ``value`` with every secret-named key masked, recursively."""
     if isinstance(value, dict):
         return {
-            k: (REDACTED if str(k).lower() in REDACTED_KEYS else redact(v)) for k, v in value.items()
+            k: (REDACTED if str(k).lower() in REDACTED_KEYS else redact(v))
+            for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return type(value)(redact(v) for v in value)

@@ -165,5 +165,5 @@ class ApplyResult:
 
 
 def utcnow() -> datetime:
-    """Current time, timezone-aware UTC."""
+    """Return the current time, timezone-aware UTC."""
     return datetime.now(UTC)
