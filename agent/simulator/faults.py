@@ -63,6 +63,7 @@ DEFAULT_QUIRKS: dict[str, frozenset[str]] = {
 #: One-shot events the admin endpoint and the Python API accept.
 EVENTS = (
     "reboot",
+    "restart_process",
     "password_change",
     "write_api",
     "fail_fan",
@@ -198,6 +199,9 @@ def apply_event(device: SimDevice, kind: str, params: dict[str, Any] | None = No
     try:
         if kind == "reboot":
             unit.reboot()
+        elif kind == "restart_process":
+            down = params.get("down_s")
+            unit.restart_process(None if down is None else float(down))
         elif kind == "password_change":
             device.set_password(str(params["password"]))
         elif kind == "write_api":

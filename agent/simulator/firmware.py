@@ -54,6 +54,19 @@ LOW_HASHRATE_FRACTION = 0.8
 #: MicroBT "high performance" mode needs ambient ≤ 28 °C (landscape.md §2); above it the
 #: firmware raises code 610 (pyasic whatsminer error table).
 HIGH_MODE_AMBIENT_MAX_C = 28.0
+#: Firmware families that always regulate to a power limit, with the stock limit in force
+#: until an operator sets one: Whatsminer reports a ``Power Limit`` on every unit and its
+#: readings sit under it (fixtures whatsminer/v1 Power 3417 W, limit 3500 W; whatsminer/v2
+#: 3200 W, limit 3300 W; whatsminer/v3 power-realtime 3156 W, power-limit 3600 W), and
+#: adjust_power_limit "cannot exceed the unit's normal power" (protocols.md §3.3).
+STOCK_LIMIT_FAMILIES = frozenset({"whatsminer"})
+#: Regulation deadband: once the mining process has settled, the firmware re-runs its tuner
+#: when ambient has moved its own steady power estimate more than this fraction above the
+#: target (or a higher clock fits again). Engineering assumption: about one 5 MHz tuner step
+#: (~0.8 % of power); the captures above sit 2–3 % under their limits. With the 0.5 % reading
+#: noise, steady reported power stays under limit × 1.01 × (1 + 4σ) ≈ +3 % (the largest seen
+#: over 40 units × a day per Whatsminer model is +1.7 %).
+REGULATION_DEADBAND = 0.01
 
 #: f_cap → (freq grid, safe voltages, firmware-estimated W), see FirmwareLogic.tuner_table.
 TunerTable = Callable[[float], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -93,6 +106,14 @@ class FirmwareLogic:
             frac = self.knobs.high_mode_fraction or 1.0
         return float(np.clip(c.freq_mhz_default * frac, c.freq_mhz_min, c.freq_mhz_max))
 
+    def tuner_grid(self, f_cap: float) -> np.ndarray:
+        """Clocks the power tuner chooses from: TUNER_STEP_MHZ steps up to and with ``f_cap``."""
+        c = self.profile.clock
+        grid = np.arange(c.freq_mhz_min, f_cap + 1e-9, TUNER_STEP_MHZ)
+        if grid.size == 0 or grid[-1] < f_cap - 1e-9:
+            grid = np.append(grid, f_cap)  # the cap itself (a mode clock off the 5 MHz grid)
+        return grid
+
     def tuner_table(
         self, f_cap: float, ambient_c: float, board_active: np.ndarray, fans_ok: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,11 +123,34 @@ class FirmwareLogic:
         firmware's own, biased power estimate, so a limit holds in reported watts, not at
         the wall (Foreman: 5–20 % apart, landscape.md §2).
         """
-        c = self.profile.clock
-        grid = np.arange(c.freq_mhz_min, f_cap + 1e-9, TUNER_STEP_MHZ)
+        grid = self.tuner_grid(f_cap)
         volts = firmware_voltage(self.profile, grid)
         th = board_thermals(self.params, grid, volts, ambient_c, board_active, fans_ok)
         return grid, volts, th.power_w * (1.0 + self.params.power_bias)
+
+    def retune_due(
+        self, settings: dict, ambient_c: float, board_active: np.ndarray, fans_ok: np.ndarray
+    ) -> bool:
+        """Whether power regulation must re-run the tuner for the running ``settings``.
+
+        True when the firmware's own steady estimate at the running clock is more than
+        REGULATION_DEADBAND over the target (and a lower clock exists), or when the next
+        higher tuner clock fits the target again. Only two points are estimated: the
+        estimate rises with the clock, so this equals comparing with a full re-tune.
+        """
+        target = self.power_target(settings)
+        if target is None:
+            return False
+        cur, volt = float(settings["freq_mhz"]), float(settings["voltage_v"])
+        limited = self.operator_limit(settings) is not None
+        grid = self.tuner_grid(self.tuner_cap(settings.get("power_mode", "normal"), limited))
+        above = grid[grid > cur + 1e-9][:1]
+        freqs = np.concatenate(([cur], above))
+        volts = np.concatenate(([volt], firmware_voltage(self.profile, above)))
+        th = board_thermals(self.params, freqs, volts, ambient_c, board_active, fans_ok)
+        est = th.power_w * (1.0 + self.params.power_bias)
+        over = est[0] > target * (1.0 + REGULATION_DEADBAND) and cur > grid[0] + 1e-9
+        return bool(over or (above.size > 0 and est[1] <= target))
 
     def tuner_cap(self, mode: str, limited: bool) -> float:
         """Highest clock the tuner may pick: the mode's clock, or f_max for a Braiins target."""
@@ -114,25 +158,56 @@ class FirmwareLogic:
             return self.profile.clock.freq_mhz_max  # a Braiins power target may overclock
         return self.mode_freq(mode)
 
+    @property
+    def stock_limit_w(self) -> float | None:
+        """Power limit in force when no operator has set one (None: the firmware has none).
+
+        The profile's maximum power limit, i.e. the unit's normal power (protocols.md §3.3).
+        """
+        return self.profile.power.max_w if self.family in STOCK_LIMIT_FAMILIES else None
+
+    def operator_limit(self, settings: dict) -> float | None:
+        """Power limit an operator set through the API (None when none is in force)."""
+        return settings.get("power_limit_w") if settings.get("limit_active", True) else None
+
+    def power_target(self, settings: dict) -> float | None:
+        """Firmware-estimated W the tuner regulates to, or None when the tuner is idle.
+
+        The operator's limit, else the stock limit, times the power percent; a Braiins unit
+        with no target scales a percent from rated power. None while not hashing or on a
+        direct (manual) clock.
+        """
+        if not settings.get("mining", True) or settings.get("power_mode") == "sleep":
+            return None
+        if settings.get("clock_manual"):
+            return None
+        limit = self.operator_limit(settings)
+        if limit is None:
+            limit = self.stock_limit_w
+        pct = float(settings.get("power_percent", 100.0))
+        base = limit if limit is not None else (self.profile.rated.power_w if pct < 100 else None)
+        return None if base is None else float(base) * pct / 100.0
+
     def resolve(self, settings: dict, tuner_table: TunerTable) -> tuple[float, float, bool]:
         """Return (freq, voltage, hashing) the firmware would run for ``settings``.
 
         ``tuner_table`` gives the tuner's view for a clock cap; it is called only when a
-        power limit or power percent is in force.
+        power target is in force (an operator's or the stock limit, or a power percent).
+        The tuner never clocks above the power mode's clock unless an operator's Braiins
+        target allows it, so an unbinding stock limit leaves the mode clock as it is.
         """
         mode = settings.get("power_mode", "normal")
         if not settings.get("mining", True) or mode == "sleep":
             return 0.0, 0.0, False
         if settings.get("clock_manual"):
             return float(settings["freq_mhz"]), float(settings["voltage_v"]), True
-        limit = settings.get("power_limit_w") if settings.get("limit_active", True) else None
-        pct = float(settings.get("power_percent", 100.0))
-        base = limit if limit is not None else (self.profile.rated.power_w if pct < 100 else None)
-        if base is None:
+        target = self.power_target(settings)
+        if target is None:
             f = self.mode_freq(mode)
             return f, float(firmware_voltage(self.profile, f)), True
-        grid, volts, reported = tuner_table(self.tuner_cap(mode, limit is not None))
-        i = pick_highest_fitting(reported, base * pct / 100.0)
+        limited = self.operator_limit(settings) is not None
+        grid, volts, reported = tuner_table(self.tuner_cap(mode, limited))
+        i = pick_highest_fitting(reported, target)
         return float(grid[i]), float(volts[i]), True
 
     def protect(

@@ -28,7 +28,8 @@ def merged_settings(unit: SimUnit, settings: dict) -> dict:
 
     A dict with ``freq_mhz`` and ``voltage_v`` and none of the power keys (or with
     ``clock_manual=True``) means a direct V/f setting; otherwise the firmware resolves the
-    clock from power limit, mode and percent. ``power_limit_w=None`` removes the limit.
+    clock from power limit, mode and percent. ``power_limit_w=None`` removes the operator's
+    limit (a Whatsminer then regulates to its stock limit, the profile's maximum).
     """
     base = unit.settings
     base["limit_active"] = unit.limit_active

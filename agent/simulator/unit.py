@@ -37,6 +37,7 @@ from agent.simulator.firmware import (
     HIGH_MODE_AMBIENT_MAX_C,
     LOW_HASHRATE_FRACTION,
     REBOOT_S,
+    REGULATION_DEADBAND,
     RETUNE_RAMP_S,
     THROTTLE_MAX_FRACTION,
     THROTTLE_STEP_MHZ,
@@ -67,6 +68,7 @@ __all__ = [
     "POOL_DIFFICULTY",
     "POWER_READING_NOISE",
     "REBOOT_S",
+    "REGULATION_DEADBAND",
     "REJECT_FRACTION",
     "RESEGMENT_TOLERANCE",
     "RETUNE_RAMP_S",
@@ -148,14 +150,16 @@ class SimUnit:
         self._version = 0
         self._cache: tuple[int, int, UnitReading] | None = None
         self._op_cache: tuple[tuple, tuple[OperatingPoint | None, bool]] | None = None
+        self._regulated: tuple[int, float] | None = None  # (state version, ambient) last checked
         now = clock.now()
         # the unit has been up and mining for a while when the simulation starts
         uptime = float(rng.uniform(3600.0, 86400.0))
         self._web_down_until = -math.inf
         self._proc_start = now - uptime
         self._ramp = Ramp(t_up=self._proc_start, ramp_s=0.0, frac0=0.0)
+        # settled at the simulation start: the running clock is what the firmware picks now
         self._counters = HashCounters(
-            nb, Segment(self._proc_start, self._ramp, *self._segment_rates(self._proc_start))
+            nb, Segment(self._proc_start, self._ramp, *self._segment_rates(now))
         )
 
     # ------------------------------------------------------------------ public state
@@ -167,8 +171,17 @@ class SimUnit:
 
     @property
     def limit_active(self) -> bool:
-        """Whether a power limit/target set through the API is in force."""
+        """Whether a power limit/target set through the API is in force.
+
+        A Whatsminer without one still regulates to its stock limit (the profile's maximum,
+        shown as ``Power Limit``); see :attr:`stock_limit_w`.
+        """
         return self._limit_active
+
+    @property
+    def stock_limit_w(self) -> float | None:
+        """Power limit the firmware enforces when no operator set one (None: no limit)."""
+        return self._fw.stock_limit_w
 
     def faults(self) -> FaultState:
         """Copy of the injected hardware faults."""
@@ -292,6 +305,21 @@ class SimUnit:
             self._settings["freq_mhz"] = float(freq_mhz)
             self._settings["voltage_v"] = float(voltage_v)
             self._apply(restart=False)
+
+    def restart_process(self, down_s: float | None = None) -> None:
+        """Restart the mining process (btminer / bmminer); the control plane stays up.
+
+        The process is down (API refused, 0 hashrate, fans stopped) for the firmware's
+        restart outage (``down_s`` overrides it), then hashrate ramps back exactly as after a
+        power-limit restart; counters and ``Elapsed`` restart with the process, and
+        temporary settings (power percent) are lost with it (protocols.md §3.3).
+        """
+        if down_s is not None and not (math.isfinite(down_s) and down_s >= 0):
+            raise ValueError(f"restart outage {down_s} s must be finite and >= 0")
+        with self._lock:
+            self._settings["power_percent"] = 100.0
+            self._apply(restart=True, down_s=down_s)
+        log.debug("sim_process_restart", unit=self.unit_id, down_s=down_s)
 
     def reboot(self) -> None:
         """Full reboot: web and mining process down, then a fresh process ramps up."""
@@ -438,6 +466,26 @@ class SimUnit:
                 )
         self._counters.segment = Segment(now, self._ramp, board_ths, board_hw)
 
+    def _regulate(self, t: float) -> None:
+        """Firmware power regulation: re-run the tuner when ambient moved the unit off target.
+
+        Applies once the process has settled (no restart or retune ramp running) while a
+        power target is in force (operator or stock limit, power percent); see
+        :meth:`agent.simulator.firmware.FirmwareLogic.retune_due`. The step is a small
+        frequency change, taken without a ramp. Checked once per state version and 0.1 °C
+        of ambient, from the first reading that sees the change (like protection).
+        """
+        if t < self._ramp.t_up + self._ramp.ramp_s:
+            return
+        amb = round(self.ambient_c(t), 1)
+        if self._regulated == (self._version, amb):
+            return
+        if self._fw.retune_due(
+            self._current_settings(), self.ambient_c(t), self.board_active(), self._fans_ok
+        ):
+            self._apply(restart=False, ramp_s=0.0)
+        self._regulated = (self._version, amb)
+
     def _resegment_if_drifted(self, op: OperatingPoint | None, t: float) -> None:
         """Start a new counter segment when protection changed the steady rate since the last.
 
@@ -481,6 +529,8 @@ class SimUnit:
         )
         op, throttled, shutdown = None, False, False
         if up and hashing:
+            self._regulate(t)
+            freq, volt = self._settings["freq_mhz"], self._settings["voltage_v"]
             op, throttled = self.protected_point(freq, volt, t)
             shutdown = op is None
             self._resegment_if_drifted(op, t)

@@ -2,7 +2,7 @@
 
 The physics lives in ``SimUnit`` (agent/simulator/unit.py); this object holds what a real
 controller board holds besides physics: serial numbers and MAC, the admin password, the pool
-list, the LED, API switches, and whether the mining process is (re)starting.
+list, the LED and API switches. Whether the mining process runs is physics (``SimUnit``).
 """
 
 from __future__ import annotations
@@ -155,9 +155,6 @@ class SimDevice:
         self.led_on = False
         self.fan_ctrl = False
         self.fan_pwm = "100"
-        #: Mining-process restart window on the sim clock (RPC down, Elapsed reset).
-        self.process_down_until = 0.0
-        self._elapsed_zero: float | None = None
         #: Per-protocol state owned by the server modules (tokens, salts, configs).
         self.state: dict[str, Any] = {}
         self._on_change: Callable[[SimDevice], None] | None = None
@@ -203,19 +200,18 @@ class SimDevice:
         if self._on_change is not None:
             self._on_change(self)
 
-    def restart_process(self, seconds: float) -> None:
-        """Restart the mining process: its API is down for ``seconds`` and Elapsed resets."""
-        until = self.now() + max(0.0, seconds)
-        self.process_down_until = until
-        self._elapsed_zero = until
+    def restart_process(self, seconds: float | None = None) -> None:
+        """Restart the mining process (``SimUnit.restart_process``) and re-check the listeners.
+
+        The API is down while the process is (``seconds``, default the firmware's own
+        restart outage), then hashrate ramps back and counters and Elapsed restart.
+        """
+        self.unit.restart_process(seconds)
         self.changed()
 
     def elapsed(self, reading: Any) -> int:
-        """Seconds since the mining process started (physics uptime, or since a restart)."""
-        elapsed = float(reading.elapsed_s)
-        if self._elapsed_zero is not None:
-            elapsed = min(elapsed, max(0.0, self.now() - self._elapsed_zero))
-        return int(elapsed)
+        """Seconds since the mining process started (the physics' process uptime)."""
+        return int(reading.elapsed_s)
 
     # -- availability -----------------------------------------------------------------------
 
@@ -224,7 +220,7 @@ class SimDevice:
         if self.faults.connection_for(proto) == "refuse":
             return False
         if proto in ("rpc", "v3"):
-            if not self.unit.is_up() or self.now() < self.process_down_until:
+            if not self.unit.is_up():
                 return False
             return not (self.firmware == "braiins" and not self.state.get("bosminer_running", True))
         return bool(self.unit.web_up())

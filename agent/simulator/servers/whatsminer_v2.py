@@ -21,7 +21,6 @@ from agent.simulator.servers import cgminer, wmcrypto
 from agent.simulator.servers import whatsminer_replies as wm
 from agent.simulator.servers.cgminer import Reply, Request
 from agent.simulator.servers.device import DEFAULT_LOGIN, Pool, SimDevice
-from agent.simulator.unit import WHATSMINER_DOWN_S
 
 #: Tokens one client IP may hold at once (vendor V2.0.5 doc, protocols.md §3.1).
 MAX_TOKENS_PER_IP = 32
@@ -32,8 +31,6 @@ TOKEN_TTL_S = 30 * 60.0
 POWER_OFF_SETTLE_S = 0.2
 #: Writes are refused while the factory password is set (protocols.md §3.4).
 DEFAULT_PASSWORD = DEFAULT_LOGIN["whatsminer_v2"][1]
-#: btminer is down this long on restart_btminer (the physics' Whatsminer restart outage).
-BTMINER_DOWN_S = WHATSMINER_DOWN_S
 #: Message codes (vendor V2.0.5 doc, §3.2).
 CODE_BAD_JSON = 23
 CODE_DENIED = 45
@@ -232,7 +229,7 @@ def run_command(device: SimDevice, command: dict[str, Any], when: int) -> Reply:
         if name == "reboot":
             return Reply(obj=_ok(when), after=_then(device, unit.reboot))
         if name == "restart_btminer":
-            return Reply(obj=_ok(when), after=lambda: device.restart_process(BTMINER_DOWN_S))
+            return Reply(obj=_ok(when), after=device.restart_process)
         if name == "set_led":
             device.led_on = str(command.get("param", "")) != "auto"
             return Reply(obj=_ok(when))

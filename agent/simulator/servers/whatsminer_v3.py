@@ -22,7 +22,7 @@ from agent.simulator.servers import whatsminer_replies as wm
 from agent.simulator.servers import wire, wmcrypto
 from agent.simulator.servers.device import DEFAULT_LOGIN, Pool, SimDevice
 from agent.simulator.servers.readings import fans, live_boards, mean
-from agent.simulator.unit import WHATSMINER_DOWN_S, UnsupportedControl
+from agent.simulator.unit import UnsupportedControl
 
 log = structlog.get_logger(__name__)
 
@@ -352,7 +352,8 @@ def _run(device: SimDevice, cmd: str, param: Any, key: bytes) -> tuple[dict[str,
             device.state["v3_service"] = "start"
             return _reply(device, cmd, OK), then(lambda: unit.set_mining(True))
         if action == "restart":
-            return _reply(device, cmd, OK), lambda: device.restart_process(WHATSMINER_DOWN_S)
+            device.state["v3_service"] = "start"
+            return _reply(device, cmd, OK), then(lambda: _restart_service(unit))
         if action in ("enable", "disable"):
             device.state["v3_service_enabled"] = action == "enable"
             return _reply(device, cmd, OK), None
@@ -366,6 +367,17 @@ def _run(device: SimDevice, cmd: str, param: Any, key: bytes) -> tuple[dict[str,
         device.pools = _decrypt_pools(param, key)
         return _reply(device, cmd, OK), None
     return _reply(device, cmd, INVALID_COMMAND), None
+
+
+def _restart_service(unit: Any) -> None:
+    """``set.miner.service restart``: a stopped btminer starts, a running one restarts.
+
+    Either way the process goes down and ramps back (``SimUnit`` restart physics).
+    """
+    if unit.settings.get("mining", True):
+        unit.restart_process()
+    else:
+        unit.set_mining(True)
 
 
 def _decrypt_pools(param: Any, key: bytes) -> list[Pool]:
