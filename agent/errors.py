@@ -17,11 +17,14 @@ AgentError
     ├── ApprovalError                 no valid approval for these settings
     ├── UnsafeSettingsError           outside the hardware profile's bounds
     └── ApplyVerificationError        read-back differs or the miner degraded
+        └── PartialApplyError         a later step failed after earlier ones reached the miner
 ```
 Only ``MinerConnectionError`` (and its subclass) is retryable; ``protocols.base`` decides.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 #: Longest slice of an undecodable payload kept on a ``MinerResponseError``.
 EXCERPT_BYTES = 200
@@ -109,3 +112,22 @@ class UnsafeSettingsError(ActionError):
 
 class ApplyVerificationError(ActionError):
     """After apply, the read-back differs from the request or the miner degraded."""
+
+
+class PartialApplyError(ApplyVerificationError):
+    """Apply stopped part-way: ``applied_steps`` reached the miner, then ``failed_step`` failed.
+
+    The miner is left in a mixed state that the caller must record (and reconcile or roll
+    back); ``failed_step`` may or may not have taken effect. The cause is chained (``from``).
+    """
+
+    def __init__(
+        self, host: str, applied_steps: Sequence[str], failed_step: str, cause: BaseException
+    ) -> None:
+        self.host = host
+        self.applied_steps = tuple(applied_steps)
+        self.failed_step = failed_step
+        super().__init__(
+            f"{host}: applied {', '.join(self.applied_steps)}, then {failed_step} failed "
+            f"({type(cause).__name__}: {cause})"
+        )

@@ -1,18 +1,22 @@
 """Frozen value types that cross layer boundaries: snapshots, settings, capabilities.
 
-Units are in field names. A reading the firmware does not report is ``None``, never ``0``.
+Units are in field names. A reading the firmware does not report is ``None``, never ``0``;
+a list (``fans_rpm``, ``error_codes``, ``boards``, ``pools``) that was not read this poll is
+``None``, and ``()`` means it was read and is empty.
 ``MinerSnapshot.to_dict()`` is a contract read by other tools (see README, "Snapshot JSON").
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Make = Literal["antminer", "whatsminer", "braiins"]
 PowerMode = Literal["normal", "low", "high", "sleep"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,26 +60,30 @@ class MinerSnapshot:
     power_limit_w: float | None = None
     power_mode: str | None = None
     env_temp_c: float | None = None
-    fans_rpm: tuple[int, ...] = ()
+    #: ``None``: not read this poll (its command failed); ``()``: read, no fans.
+    fans_rpm: tuple[int, ...] | None = None
     uptime_s: int | None = None
     is_mining: bool | None = None
     hw_errors: int | None = None
     accepted: int | None = None
     rejected: int | None = None
-    error_codes: tuple[str, ...] = ()
-    boards: tuple[BoardReading, ...] = ()
-    pools: tuple[PoolReading, ...] = ()
+    #: ``None``: not read this poll; ``()``: read, no active error codes.
+    error_codes: tuple[str, ...] | None = None
+    #: ``None``: not read this poll; ``()``: read, no boards reported.
+    boards: tuple[BoardReading, ...] | None = None
+    #: ``None``: not read this poll; ``()``: read, no pools configured.
+    pools: tuple[PoolReading, ...] | None = None
 
     @property
     def max_chip_temp_c(self) -> float | None:
         """Hottest chip temperature over all boards, or ``None`` if none reported."""
-        temps = [b.chip_temp_c for b in self.boards if b.chip_temp_c is not None]
+        temps = [b.chip_temp_c for b in self.boards or () if b.chip_temp_c is not None]
         return max(temps) if temps else None
 
     @property
     def max_board_temp_c(self) -> float | None:
         """Hottest board temperature, or ``None`` if none reported."""
-        temps = [b.board_temp_c for b in self.boards if b.board_temp_c is not None]
+        temps = [b.board_temp_c for b in self.boards or () if b.board_temp_c is not None]
         return max(temps) if temps else None
 
     @property
@@ -86,11 +94,12 @@ class MinerSnapshot:
         return self.power_w / self.hashrate_ths
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready contract form (``ts`` as ISO 8601 UTC)."""
+        """Return the JSON-ready contract form (``ts`` as ISO 8601 UTC, unread lists ``None``)."""
         out = dataclasses.asdict(self)
         out["ts"] = self.ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        out["fans_rpm"] = list(self.fans_rpm)
-        out["error_codes"] = list(self.error_codes)
+        for name in ("fans_rpm", "error_codes", "boards", "pools"):
+            value = out[name]
+            out[name] = None if value is None else list(value)
         return out
 
     @classmethod
@@ -101,11 +110,16 @@ class MinerSnapshot:
         if isinstance(ts, str):
             ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
         d["ts"] = ts
-        d["fans_rpm"] = tuple(d.get("fans_rpm") or ())
-        d["error_codes"] = tuple(d.get("error_codes") or ())
-        d["boards"] = tuple(BoardReading(**b) for b in d.get("boards") or ())
-        d["pools"] = tuple(PoolReading(**p) for p in d.get("pools") or ())
+        d["fans_rpm"] = _tuple(d.get("fans_rpm"), int)
+        d["error_codes"] = _tuple(d.get("error_codes"), str)
+        d["boards"] = _tuple(d.get("boards"), lambda b: BoardReading(**b))
+        d["pools"] = _tuple(d.get("pools"), lambda p: PoolReading(**p))
         return cls(**d)
+
+
+def _tuple(items: list[Any] | None, make: Callable[[Any], T]) -> tuple[T, ...] | None:
+    """Convert a JSON list to a tuple of ``make(item)``; ``null`` (not read) stays ``None``."""
+    return None if items is None else tuple(make(item) for item in items)
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,11 @@ def _sql(value: Any) -> Any:
     return value
 
 
+def _json_list(values: tuple[Any, ...] | None) -> str | None:
+    """Encode a snapshot list as JSON; SQL NULL when it was not read this poll (never ``[]``)."""
+    return None if values is None else json.dumps(list(values))
+
+
 class Store:
     """Blocking access to the store file; one instance per process, one thread at a time."""
 
@@ -349,9 +354,9 @@ class Store:
                 snap.make,
                 snap.model,
                 snap.firmware,
-                json.dumps(list(snap.fans_rpm)),
-                json.dumps(list(snap.error_codes)),
-                json.dumps([asdict(p) for p in snap.pools]),
+                _json_list(snap.fans_rpm),
+                _json_list(snap.error_codes),
+                None if snap.pools is None else json.dumps([asdict(p) for p in snap.pools]),
             )
             snap_rows.append(
                 (
@@ -364,7 +369,7 @@ class Store:
                 )
             )
             seen: set[int] = set()
-            for b in snap.boards:
+            for b in snap.boards or ():  # None: boards not read this poll, no rows
                 if b.slot in seen:  # a firmware listing one chain twice must not sink the cycle
                     log.debug("store_duplicate_board", miner=snap.miner_id, slot=b.slot)
                     continue

@@ -24,6 +24,7 @@ from agent.drivers.common import (
     first,
     mining_knob,
     power_mode_knob,
+    primary_section,
     profile_for,
 )
 from agent.errors import (
@@ -160,7 +161,7 @@ class AntminerDriver(MinerDriver):
 
     def _snapshot(self, rpc: Replies, web: Replies) -> MinerSnapshot:
         f = Fields(self.config.host)
-        version, summary = rpc.ok.get("version"), rpc.ok.get("summary")
+        version = rpc.ok.get("version")
         stats, pools = rpc.ok.get("stats"), rpc.ok.get("pools")
         sysinfo, conf = web.ok.get("get_system_info"), web.ok.get("get_miner_conf")
         w_summary, w_stats = web.ok.get("summary"), web.ok.get("stats")
@@ -171,9 +172,14 @@ class AntminerDriver(MinerDriver):
             self._model = str(model).split(" (")[0].strip()
         profile = profile_for(self._model, "antminer")
         expected_chips = profile.hardware.chips_per_board if profile else None
-        s = f.get("summary", lambda: parse.section(summary, "SUMMARY")) or {}
-        ws = f.get("web.summary", lambda: parse.section(w_summary, "SUMMARY")) or {}
-        data = f.get("stats", lambda: parse.stats_data(stats or {})) if stats else None
+        # The summary is the primary reading: RPC or web must give one, or the poll failed.
+        rpc_s, web_s = self._summary(rpc), self._summary(web)
+        if isinstance(rpc_s, MinerError) and isinstance(web_s, MinerError):
+            raise rpc_s
+        # one source unread: its fields read None and the other source's are used
+        s = rpc_s if isinstance(rpc_s, dict) else {}
+        ws = web_s if isinstance(web_s, dict) else {}
+        data = f.get("stats", lambda: parse.stats_data(stats)) if stats is not None else None
 
         hashrate = f.get(
             "hashrate",
@@ -216,7 +222,7 @@ class AntminerDriver(MinerDriver):
             power_limit_w=None,
             power_mode=mode,
             env_temp_c=None,
-            fans_rpm=fans or (),
+            fans_rpm=fans,
             uptime_s=f.get("uptime", lambda: integer(first(s.get("Elapsed"), ws.get("elapsed")))),
             is_mining=mining,
             hw_errors=f.get(
@@ -225,10 +231,22 @@ class AntminerDriver(MinerDriver):
             ),
             accepted=f.get("accepted", lambda: integer(s.get("Accepted"))),
             rejected=f.get("rejected", lambda: integer(s.get("Rejected"))),
-            error_codes=errors or (),
-            boards=boards or (),
-            pools=(f.get("pools", lambda: cgminer_pools(pools)) if pools else None) or (),
+            error_codes=errors,
+            boards=boards,
+            pools=f.get("pools", lambda: cgminer_pools(pools)) if pools is not None else None,
         )
+
+    def _summary(self, replies: Replies) -> dict[str, Any] | MinerError:
+        """Return one source's `SUMMARY` section, or the error that kept it from being read."""
+        reply = replies.ok.get("summary")
+        if reply is None:
+            return replies.failed["summary"]
+        try:
+            return primary_section(
+                self.config.host, "summary", reply, lambda: parse.section(reply, "SUMMARY")
+            )
+        except MinerResponseError as err:
+            return err
 
 
 def _web_rate(ws: dict[str, Any], key: str) -> float | None:

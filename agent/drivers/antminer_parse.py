@@ -151,9 +151,14 @@ def web_fans(stats: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(number(v) or 0) for v in section(stats, "STATS")["fan"])
 
 
-def web_error_codes(summary: dict[str, Any]) -> tuple[str, ...]:
-    """Non-OK entries of the web `summary.cgi` status list, as `type:code` strings."""
-    entries = section(summary, "SUMMARY").get("status") or []
+def web_error_codes(summary: dict[str, Any]) -> tuple[str, ...] | None:
+    """Non-OK entries of the web `summary.cgi` status list, as `type:code` strings.
+
+    ``None`` when the reply has no status list (firmware without it reports no codes).
+    """
+    entries = section(summary, "SUMMARY").get("status")
+    if entries is None:
+        return None
     return tuple(
         f"{e.get('type')}:{e.get('code')}"
         for e in entries

@@ -25,6 +25,7 @@ from agent.drivers.common import (
     firmware_knobs,
     mhs_ths,
     power_limit_knob,
+    primary_section,
     profile_for,
 )
 from agent.errors import ApplyVerificationError, ConfigError
@@ -93,7 +94,8 @@ class BraiinsDriver(MinerDriver):
         if "summary" not in r.ok:
             raise r.failed["summary"]
         f = Fields(self.config.host)
-        s = f.get("summary", lambda: r.ok["summary"]["SUMMARY"][0]) or {}
+        reply = r.ok["summary"]
+        s = primary_section(self.config.host, "summary", reply, lambda: reply["SUMMARY"][0])
         details = r.optional("devdetails")
         model = f.get("model", lambda: details["DEVDETAILS"][0]["Model"]) if details else None
         if model:
@@ -103,7 +105,7 @@ class BraiinsDriver(MinerDriver):
         t = f.get("tunerstatus", lambda: tuner["TUNERSTATUS"][0]) if tuner else None
         t = t or {}
         hashrate = f.get("hashrate", lambda: mhs_ths(s.get("MHS 1m"), s.get("MHS 5s")))
-        boards = f.get("boards", lambda: _boards(r.ok, profile)) or ()
+        boards = f.get("boards", lambda: _boards(r.ok, profile)) if "devs" in r.ok else None
         return MinerSnapshot(
             miner_id=self.config.id,
             host=self.config.host,
@@ -119,15 +121,15 @@ class BraiinsDriver(MinerDriver):
             power_limit_w=f.get("power_limit", lambda: number(t.get("PowerLimit"))),
             power_mode=None,
             env_temp_c=None,
-            fans_rpm=f.get("fans", lambda: _fans(r.optional("fans"))) or (),
+            fans_rpm=f.get("fans", lambda: _fans(r.optional("fans"))),
             uptime_s=f.get("uptime", lambda: integer(s.get("Elapsed"))),
             is_mining=None if hashrate is None else hashrate > 0,
             hw_errors=f.get("hw_errors", lambda: integer(s.get("Hardware Errors"))),
             accepted=f.get("accepted", lambda: integer(s.get("Accepted"))),
             rejected=f.get("rejected", lambda: integer(s.get("Rejected"))),
-            error_codes=(),
+            error_codes=None,  # bosminer's RPC has no error-code list: never read
             boards=boards,
-            pools=f.get("pools", lambda: _pools(r.optional("pools"))) or (),
+            pools=f.get("pools", lambda: _pools(r.optional("pools"))),
         )
 
     async def apply(self, settings: Settings) -> ApplyResult:
@@ -192,9 +194,9 @@ def _expected(devs: dict[str, Any] | None) -> float | None:
     return sum(known) * MHS_TO_THS if known else None
 
 
-def _fans(fans: dict[str, Any] | None) -> tuple[int, ...]:
+def _fans(fans: dict[str, Any] | None) -> tuple[int, ...] | None:
     if fans is None:
-        return ()
+        return None
     return tuple(int(number(x.get("RPM")) or 0) for x in fans["FANS"])
 
 
@@ -227,5 +229,5 @@ def _boards(ok: dict[str, dict[str, Any]], profile: Any) -> tuple[BoardReading, 
     return tuple(boards)
 
 
-def _pools(pools: dict[str, Any] | None) -> tuple[PoolReading, ...]:
-    return () if pools is None else cgminer_pools(pools)
+def _pools(pools: dict[str, Any] | None) -> tuple[PoolReading, ...] | None:
+    return None if pools is None else cgminer_pools(pools)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
 
-from agent.errors import UnsafeSettingsError, UnsupportedMinerError
+from agent.errors import MinerResponseError, UnsafeSettingsError, UnsupportedMinerError
 from agent.profiles import FirmwareKnobs, HardwareProfile, find_profile
 from agent.protocols.quirks import integer, number
 from agent.snapshot import Capabilities, Knob, PoolReading, Settings
@@ -47,6 +48,32 @@ class Fields:
             self.failed.append(name)
             log.debug("field_unreadable", host=self.host, field=name, error=repr(err))
             return None
+
+
+def primary_section(host: str, what: str, reply: Any, extract: Callable[[], Any]) -> dict[str, Any]:
+    """Return the section a snapshot is built from, or raise ``MinerResponseError``.
+
+    A secondary reply that cannot be parsed leaves its fields ``None``; the primary one
+    (the summary) failing means the poll learned nothing trustworthy, so it is a failure,
+    never a snapshot of ``None``s that looks like a healthy miner.
+    """
+    try:
+        section = extract()
+    except FIELD_ERRORS as err:
+        raise MinerResponseError(host, f"{what}: unreadable ({err!r})", _excerpt(reply)) from err
+    if not isinstance(section, dict):
+        raise MinerResponseError(
+            host, f"{what}: a {type(section).__name__}, not an object", _excerpt(reply)
+        )
+    return section
+
+
+def _excerpt(reply: Any) -> str:
+    """Render a reply as compact JSON for an error excerpt (``repr`` if not serialisable)."""
+    try:
+        return json.dumps(reply, separators=(",", ":"), default=repr)
+    except ValueError:
+        return repr(reply)
 
 
 def first(*values: Any) -> Any:

@@ -7,7 +7,6 @@ V3 ``get.device.info`` when 4028 gives no firmware date.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
@@ -30,9 +29,15 @@ from agent.drivers.common import (
     positive,
     power_limit_knob,
     power_mode_knob,
+    primary_section,
     profile_for,
 )
-from agent.errors import MinerError, UnsupportedMinerError
+from agent.errors import (
+    MinerError,
+    MinerTimeoutError,
+    PartialApplyError,
+    UnsupportedMinerError,
+)
 from agent.protocols.base import RetryPolicy
 from agent.protocols.btminer_v2 import BtminerV2Protocol
 from agent.protocols.btminer_v3 import DEFAULT_ACCOUNT, BtminerV3Protocol
@@ -68,9 +73,19 @@ V2_PCT_V2_FROM = (2, 0, 5)
 V3_PERCENT_MODE = "normal"
 #: `power_off` answers before acting, so the reply is not lost to the shutdown (§3.3).
 V2_RESPBEFORE = "true"
+#: The three `get.miner.status` sections in one request (protocols.md §3.5: combinable with +).
+V3_STATUS_SECTIONS = "summary+edevs+pools"
 
-#: One change `apply` sends; both API generations send them in the order of :func:`_steps`.
+#: One change `apply` sends; both API generations send them in the order of :func:`steps`.
 Step = Literal["start", "stop", "power_mode", "power_limit", "power_percent"]
+#: The capability knob behind each step (its ``restarts`` says whether the step restarts).
+STEP_KNOBS: dict[Step, str] = {
+    "start": "mining",
+    "stop": "mining",
+    "power_mode": "power_mode",
+    "power_limit": "power_limit_w",
+    "power_percent": "power_percent",
+}
 
 
 class WhatsminerDriver(MinerDriver):
@@ -140,8 +155,13 @@ class WhatsminerDriver(MinerDriver):
         return await self._read_v2()
 
     async def apply(self, settings: Settings) -> ApplyResult:
-        """Send each requested change; a power limit change restarts btminer."""
+        """Send each requested change, the one that restarts btminer last.
+
+        Raises ``PartialApplyError`` (listing what was applied) if a step fails after
+        earlier ones reached the miner.
+        """
         check_settings(self.config.host, self.capabilities, settings)
+        check_combination(self.config.host, settings)
         if await self._api() == "v3":
             return await self._apply_steps(settings, self._write_v3, ", ")
         return await self._apply_steps(settings, self._write_v2, " ")
@@ -201,7 +221,8 @@ class WhatsminerDriver(MinerDriver):
         if "summary" not in r.ok:
             raise r.failed["summary"]
         f = Fields(self.config.host)
-        summary = f.get("summary", lambda: r.ok["summary"]["SUMMARY"][0]) or {}
+        reply = r.ok["summary"]
+        summary = primary_section(self.config.host, "summary", reply, lambda: reply["SUMMARY"][0])
         status = r.ok.get("status")
         model = (
             f.get("model", lambda: r.ok["devdetails"]["DEVDETAILS"][0]["Model"])
@@ -244,8 +265,7 @@ class WhatsminerDriver(MinerDriver):
             env_temp_c=f.get("env_temp", lambda: number(summary.get("Env Temp"))),
             fans_rpm=f.get(
                 "fans", lambda: _fans(summary.get("Fan Speed In"), summary.get("Fan Speed Out"))
-            )
-            or (),
+            ),
             uptime_s=f.get("uptime", lambda: integer(summary.get("Elapsed"))),
             is_mining=f.get("is_mining", lambda: parse.v2_is_mining(status, hashrate)),
             hw_errors=f.get("hw_errors", lambda: integer(summary.get("Hardware Errors"))),
@@ -253,8 +273,7 @@ class WhatsminerDriver(MinerDriver):
             rejected=f.get("rejected", lambda: integer(summary.get("Rejected"))),
             error_codes=f.get(
                 "error_codes", lambda: parse.v2_error_codes(r.ok.get("get_error_code"), summary)
-            )
-            or (),
+            ),
             boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips, f)),
             pools=_opt(f, "pools", r, "pools", cgminer_pools),
         )
@@ -286,25 +305,20 @@ class WhatsminerDriver(MinerDriver):
     # --- V3 ------------------------------------------------------------------------------
 
     async def _read_v3(self) -> MinerSnapshot:
-        results: tuple[dict[str, Any] | BaseException, ...] = await asyncio.gather(
-            self.v3.command("get.device.info"),
-            self.v3.command("get.miner.status", "summary"),
-            self.v3.command("get.miner.status", "edevs"),
-            self.v3.command("get.miner.status", "pools"),
-            self.v3.command("get.miner.setting"),
-            return_exceptions=True,
-        )
-        info_r, summary_r, edevs_r, pools_r, setting_r = results
-        if isinstance(summary_r, BaseException):
-            raise summary_r
-        r = Replies.gathered(
-            ("info", "edevs", "pools", "setting"), (info_r, edevs_r, pools_r, setting_r)
-        )
-        f = Fields(self.config.host)
-        s = f.get("summary", lambda: parse.msg(summary_r)["summary"]) or {}
-        info = f.get("info", lambda: parse.msg(r.ok["info"])) if "info" in r.ok else None
-        info = info or {}
-        miner, system, power = (info.get(k) or {} for k in ("miner", "system", "power"))
+        """One `summary+edevs+pools` status request, then device info and settings.
+
+        The requests share one connection and go one at a time: a hung unit costs one
+        command's retries (the status request's), never every command's in turn.
+        """
+        host = self.config.host
+        status = await self.v3.command("get.miner.status", V3_STATUS_SECTIONS)
+        sections = primary_section(host, "get.miner.status", status, lambda: parse.msg(status))
+        s = primary_section(host, "get.miner.status summary", status, lambda: sections["summary"])
+        info_reply = await self._v3_secondary("get.device.info")
+        setting = await self._v3_secondary("get.miner.setting")
+        f = Fields(host)
+        info = f.get("info", lambda: parse.msg(info_reply)) if info_reply is not None else None
+        miner, system, power = (_part(info, k) for k in ("miner", "system", "power"))
         if miner.get("type"):
             self._model = str(miner["type"])
         profile = profile_for(self._model, "whatsminer")
@@ -329,13 +343,10 @@ class WhatsminerDriver(MinerDriver):
             power_limit_w=f.get("power_limit", lambda: positive(s.get("power-limit"))),
             power_mode=f.get(
                 "power_mode",
-                lambda: _lower(
-                    first(s.get("power-mode"), _setting(r.optional("setting")).get("power-mode"))
-                ),
+                lambda: _lower(first(s.get("power-mode"), _setting(setting).get("power-mode"))),
             ),
             env_temp_c=f.get("env_temp", lambda: number(s.get("environment-temperature"))),
-            fans_rpm=f.get("fans", lambda: _fans(s.get("fan-speed-in"), s.get("fan-speed-out")))
-            or (),
+            fans_rpm=f.get("fans", lambda: _fans(s.get("fan-speed-in"), s.get("fan-speed-out"))),
             uptime_s=f.get("uptime", lambda: integer(s.get("elapsed"))),
             is_mining=(str(working).lower() == "true")
             if working is not None
@@ -343,10 +354,32 @@ class WhatsminerDriver(MinerDriver):
             hw_errors=None,
             accepted=None,
             rejected=None,
-            error_codes=f.get("error_codes", lambda: parse.v3_error_codes(info)) or (),
-            boards=_opt(f, "boards", r, "edevs", lambda d: parse.v3_boards(d, s, chips, f)),
-            pools=_opt(f, "pools", r, "pools", parse.v3_pools),
+            error_codes=(
+                f.get("error_codes", lambda: parse.v3_error_codes(info))
+                if info is not None
+                else None
+            ),
+            boards=(
+                f.get("boards", lambda: parse.v3_boards(status, s, chips, f))
+                if "edevs" in sections
+                else None
+            ),
+            pools=f.get("pools", lambda: parse.v3_pools(status)) if "pools" in sections else None,
         )
+
+    async def _v3_secondary(self, cmd: str) -> dict[str, Any] | None:
+        """Run a read the snapshot can do without: ``None`` if it failed, unless the unit hangs.
+
+        A timeout means the unit is not answering at all, so the poll fails at once (a gap)
+        instead of spending another command's retries finding that out again.
+        """
+        try:
+            return await self.v3.command(cmd)
+        except MinerTimeoutError:
+            raise
+        except MinerError as err:
+            log.debug("command_unavailable", host=self.config.host, command=cmd, error=repr(err))
+            return None
 
     async def _write_v3(self, step: Step, value: Any) -> str:
         """Send one step as its V3 `set.*` command and return a label for the result."""
@@ -370,40 +403,78 @@ class WhatsminerDriver(MinerDriver):
         write: Callable[[Step, Any], Awaitable[str]],
         separator: str,
     ) -> ApplyResult:
-        """Send every step one after another; a power limit change restarts btminer."""
-        done = [await write(step, value) for step, value in _steps(settings)]
+        """Send every step one after another; stop at the first failure and say what ran."""
+        caps = self.capabilities
+        done: list[str] = []
+        applied: list[str] = []
+        restarted = False
+        for step, value in steps(settings):
+            try:
+                done.append(await write(step, value))
+            except MinerError as err:
+                if not applied:
+                    raise  # nothing reached the miner: the plain error says it all
+                raise PartialApplyError(
+                    self.config.host, applied, describe(step, value), err
+                ) from err
+            applied.append(describe(step, value))
+            knob = caps.knob(STEP_KNOBS[step])
+            restarted = restarted or (knob is not None and knob.restarts)
         return ApplyResult(
             requested=settings,
             accepted=True,
-            restarted=settings.power_limit_w is not None,
+            restarted=restarted,
             detail=separator.join(done) or "nothing to change",
         )
 
 
-def _steps(settings: Settings) -> list[tuple[Step, Any]]:
-    """List the changes ``settings`` asks for in sending order (stop comes last)."""
-    steps: list[tuple[Step, Any]] = []
-    if settings.mining is True:
-        steps.append(("start", None))
-    if settings.power_mode == "sleep":
-        steps.append(("stop", None))
-    elif settings.power_mode is not None:
-        steps.append(("power_mode", settings.power_mode))
-    if settings.power_limit_w is not None:
-        steps.append(("power_limit", int(settings.power_limit_w)))
+def check_combination(host: str, settings: Settings) -> None:
+    """Refuse a request one apply cannot honour, before anything is sent.
+
+    `power_percent` is temporary (lost when btminer restarts, protocols.md §3.3 and §3.5)
+    and a power limit change restarts btminer to apply, so the two together would end with
+    the limit set and the percent silently back at 100.
+    """
+    if settings.power_percent is not None and settings.power_limit_w is not None:
+        raise UnsupportedMinerError(
+            host,
+            "power_percent is lost when the power limit restarts btminer: "
+            "apply the limit first, then the percent once the miner is back",
+        )
+
+
+def steps(settings: Settings) -> list[tuple[Step, Any]]:
+    """List the changes ``settings`` asks for in sending order.
+
+    Steps that keep btminer running come first (percent, then a live mode switch); the
+    ones that restart or stop it come last (power on, power limit, stop), because a
+    command sent while btminer restarts is refused and would leave the request half done.
+    """
+    out: list[tuple[Step, Any]] = []
     if settings.power_percent is not None:
-        steps.append(("power_percent", int(settings.power_percent)))
-    if settings.mining is False:
-        steps.append(("stop", None))
-    return steps
+        out.append(("power_percent", int(settings.power_percent)))
+    if settings.power_mode is not None and settings.power_mode != "sleep":
+        out.append(("power_mode", settings.power_mode))
+    if settings.mining is True:
+        out.append(("start", None))
+    if settings.power_limit_w is not None:
+        out.append(("power_limit", int(settings.power_limit_w)))
+    if settings.power_mode == "sleep" or settings.mining is False:
+        out.append(("stop", None))
+    return out
+
+
+def describe(step: Step, value: Any) -> str:
+    """Name one step with its value, as listed in a ``PartialApplyError``."""
+    return step if value is None else f"{step}={value}"
 
 
 def _opt(f: Fields, name: str, replies: Replies, cmd: str, parse_fn: Any) -> Any:
-    """Parse an optional reply into a tuple; a missing or garbled reply gives ``()``."""
+    """Parse an optional reply; ``None`` (not read) if its command failed or it is garbled."""
     reply = replies.optional(cmd)
     if reply is None:
-        return ()
-    return f.get(name, lambda: parse_fn(reply)) or ()
+        return None
+    return f.get(name, lambda: parse_fn(reply))
 
 
 def _ghs(value: Any) -> float | None:
@@ -415,8 +486,17 @@ def _lower(value: Any) -> str | None:
     return str(value).strip().lower() if value not in (None, "") else None
 
 
-def _fans(*values: Any) -> tuple[int, ...]:
+def _fans(*values: Any) -> tuple[int, ...] | None:
+    """Return fan RPMs from the fields given; ``None`` when the reply has none of them."""
+    if all(v is None for v in values):
+        return None
     return tuple(int(v) for v in (number(x) for x in values) if v is not None)
+
+
+def _part(info: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """Return one `get.device.info` section (``{}`` if not read: its fields read ``None``)."""
+    value = info.get(key) if info is not None else None
+    return value if isinstance(value, dict) else {}
 
 
 def _setting(reply: dict[str, Any] | None) -> dict[str, Any]:

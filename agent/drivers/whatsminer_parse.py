@@ -88,17 +88,22 @@ def _v2_board(d: dict[str, Any], i: int, expected_chips: int | None, f: Fields) 
     )
 
 
-def v2_error_codes(error_reply: dict[str, Any] | None, summary: dict[str, Any]) -> tuple[str, ...]:
+def v2_error_codes(
+    error_reply: dict[str, Any] | None, summary: dict[str, Any]
+) -> tuple[str, ...] | None:
     """Return error codes: `get_error_code`, else the pre-2.0.4 `Error Code N` of `summary`.
 
     `get_error_code` holds a list of {code: time} (a dict after the API 2.0.4 repair).
+    ``None`` when neither source was read (newer summaries carry no `Error Code Count`).
     """
     if error_reply is not None:
-        codes = msg(error_reply).get("error_code") or []
+        codes = msg(error_reply)["error_code"]
         if isinstance(codes, dict):
             return tuple(str(k) for k in codes)
         return tuple(str(k) for item in codes for k in item if k != "reason")
-    count = integer(summary.get("Error Code Count")) or 0
+    count = integer(summary.get("Error Code Count"))
+    if count is None:
+        return None
     return tuple(str(summary[f"Error Code {i}"]) for i in range(count))
 
 
@@ -185,7 +190,11 @@ def v3_pools(pools: dict[str, Any]) -> tuple[PoolReading, ...]:
 
 
 def v3_error_codes(info: dict[str, Any]) -> tuple[str, ...]:
-    """`error-code` list of {code: time, reason} — or a plain string when btminer is down."""
+    """`error-code` list of {code: time, reason} — or a plain string when btminer is down.
+
+    A `get.device.info` that was read but has no `error-code` means none (the healthy M60S
+    capture in shared/fixtures/asic-rs/whatsminer/v3 omits the key).
+    """
     codes = info.get("error-code")
     if not codes:
         return ()

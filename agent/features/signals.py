@@ -57,15 +57,18 @@ def _mean(values: list[float]) -> float:
 
 def flatten(snap: MinerSnapshot, profile: HardwareProfile | None) -> dict[str, float]:
     """Reduce a snapshot to :data:`FLAT_FIELDS`; ``profile`` supplies expectations if known."""
-    chip_t = [b.chip_temp_c for b in snap.boards if b.chip_temp_c is not None]
-    board_t = [b.board_temp_c for b in snap.boards if b.board_temp_c is not None]
-    chips = [b.chips for b in snap.boards if b.chips is not None]
-    exp_chips = [b.expected_chips for b in snap.boards if b.expected_chips is not None]
-    board_hr = [b.hashrate_ths for b in snap.boards if b.hashrate_ths is not None]
+    # A list not read this poll (None) contributes no values: its signals stay NaN (missing).
+    boards = snap.boards or ()
+    fans = snap.fans_rpm or ()
+    chip_t = [b.chip_temp_c for b in boards if b.chip_temp_c is not None]
+    board_t = [b.board_temp_c for b in boards if b.board_temp_c is not None]
+    chips = [b.chips for b in boards if b.chips is not None]
+    exp_chips = [b.expected_chips for b in boards if b.expected_chips is not None]
+    board_hr = [b.hashrate_ths for b in boards if b.hashrate_ths is not None]
     expected_ths = snap.expected_hashrate_ths
     if expected_ths is None and profile is not None:
         expected_ths = profile.rated.hashrate_ths
-    if exp_chips and len(exp_chips) == len(snap.boards):
+    if exp_chips and len(exp_chips) == len(boards):
         expected_chip_total: float = float(sum(exp_chips))
     elif profile is not None:
         expected_chip_total = float(profile.expected_chips)
@@ -85,9 +88,9 @@ def flatten(snap: MinerSnapshot, profile: HardwareProfile | None) -> dict[str, f
         "expected_chips": expected_chip_total,
         "boards_hashing": float(sum(1 for h in board_hr if h > 0)) if board_hr else NAN,
         "expected_boards": _num(profile.hardware.boards if profile else None),
-        "fans_ok": float(sum(1 for f in snap.fans_rpm if f > 0)) if snap.fans_rpm else NAN,
+        "fans_ok": float(sum(1 for f in fans if f > 0)) if fans else NAN,
         "expected_fans": _num(profile.hardware.fans if profile else None),
-        "fan_rpm_mean": _mean([float(f) for f in snap.fans_rpm]),
+        "fan_rpm_mean": _mean([float(f) for f in fans]),
         "hw_errors": _num(snap.hw_errors),
         "accepted": _num(snap.accepted),
         "rejected": _num(snap.rejected),

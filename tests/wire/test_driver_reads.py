@@ -27,7 +27,7 @@ def boards(snap: MinerSnapshot) -> list[tuple]:
             b.expected_chips,
             b.freq_mhz,
         )
-        for b in snap.boards
+        for b in snap.boards or ()
     ]
 
 
@@ -83,7 +83,7 @@ async def test_antminer_read_survives_dead_web_ui() -> None:
         snap = await driver.read()
     assert snap.hashrate_ths == approx(110.56689)
     assert snap.power_mode is None
-    assert snap.error_codes == ()
+    assert snap.error_codes is None  # the web summary (their only source) was not read
     assert all(not authed for _, _, authed in web.requests)
 
 
@@ -93,7 +93,7 @@ async def test_antminer_rpc_down_but_web_up_reads_from_web() -> None:
     assert snap.hashrate_ths == approx(110.56689)  # web summary rate_5s
     assert len(snap.boards) == 3
     assert snap.boards[0].chips == 114
-    assert snap.pools == ()
+    assert snap.pools is None  # only the RPC has pools: not read, not "no pools"
 
 
 async def test_antminer_everything_down_is_an_error_not_zeros() -> None:

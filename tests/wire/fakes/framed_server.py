@@ -1,9 +1,10 @@
 """A btminer API V3 server on 127.0.0.1: 4-byte little-endian framing, persistent connections.
 
-Reads answer from real fixture bytes keyed by ``(cmd, param)``; ``set.*`` commands verify
-the salted token (written from protocols.md §3.5, independently of the agent) and update a
-little state. Faults: ``close_after`` (N replies, then close on the next request),
-``silent``, ``bad_length``.
+Reads answer from real fixture bytes keyed by ``(cmd, param)`` (a `get.miner.status` param
+joined with ``+`` merges those sections' fixtures, as the firmware combines them); ``set.*``
+commands verify the salted token (written from protocols.md §3.5, independently of the
+agent) and update a little state. Faults: ``close_after`` (N replies, then close on the
+next request), ``silent``, ``bad_length``.
 """
 
 from __future__ import annotations
@@ -97,10 +98,22 @@ class FakeV3Server(LoopbackServer):
         param = request.get("param")
         if cmd == "get.device.info" and param == "salt":
             return json.dumps(_reply(0, {"salt": self.salt}, cmd)).encode()
+        if cmd == "get.miner.status" and isinstance(param, str) and "+" in param:
+            return self._combined_status(cmd, param.split("+"))
         raw = self.replies.get((cmd, param))
         if raw is None:
             return json.dumps(_reply(-2, "invalid command", cmd)).encode()
         return raw
+
+    def _combined_status(self, cmd: str, sections: list[str]) -> bytes:
+        """`get.miner.status` for `summary+edevs+pools`: each section's fixture `msg` merged."""
+        msg: dict[str, Any] = {}
+        for name in sections:
+            raw = self.replies.get((cmd, name))
+            if raw is None:
+                return json.dumps(_reply(-3, "invalid json item", cmd)).encode()
+            msg[name] = json.loads(raw)["msg"][name]
+        return json.dumps(_reply(0, msg, cmd)).encode()
 
     def _write(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
         ts = request.get("ts")
