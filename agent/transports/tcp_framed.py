@@ -88,28 +88,36 @@ class TcpFramedTransport(Transport):
         """Send one frame and return the next non-empty reply frame; raise typed errors."""
         if len(payload) > self.max_frame_bytes:
             raise MinerResponseError(self.host, "request exceeds the frame limit", payload)
-        async with self._lock:
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.deadline_s):
-                    return await self._exchange(payload)
-            except BaseException as err:
-                self._drop()
-                if isinstance(err, MinerConnectionError | MinerResponseError):
-                    raise
-                if isinstance(err, TimeoutError):
-                    raise deadline_error(
-                        self.host, f"port {self.port}", self.deadline_s, started, "reply frame"
-                    ) from err
-                if isinstance(err, asyncio.IncompleteReadError):
-                    raise MinerConnectionError(
-                        self.host,
-                        f"port {self.port}: connection closed mid-frame "
-                        f"({len(err.partial)} of {err.expected} bytes)",
-                    ) from err
-                if isinstance(err, OSError):
-                    raise io_error(self.host, err) from err
+        # The deadline starts before the wait for the connection: requests queued behind a
+        # hung one give up on time instead of each starting a fresh deadline in turn.
+        started = time.monotonic()
+        holding = False
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                async with self._lock:
+                    holding = True
+                    try:
+                        return await self._exchange(payload)
+                    except BaseException:
+                        self._drop()
+                        raise
+        except BaseException as err:
+            if isinstance(err, MinerConnectionError | MinerResponseError):
                 raise
+            if isinstance(err, TimeoutError):
+                awaited = "reply frame" if holding else "turn on the connection"
+                raise deadline_error(
+                    self.host, f"port {self.port}", self.deadline_s, started, awaited
+                ) from err
+            if isinstance(err, asyncio.IncompleteReadError):
+                raise MinerConnectionError(
+                    self.host,
+                    f"port {self.port}: connection closed mid-frame "
+                    f"({len(err.partial)} of {err.expected} bytes)",
+                ) from err
+            if isinstance(err, OSError):
+                raise io_error(self.host, err) from err
+            raise
 
     async def close(self) -> None:
         """Stop the heartbeat and close the connection."""
