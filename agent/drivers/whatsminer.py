@@ -100,14 +100,16 @@ class WhatsminerDriver(MinerDriver):
         retry: RetryPolicy | None = None,
         token_lifetime_s: float | None = None,
         token_refresh_margin_s: float | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         host = config.host
-        extra = {
+        extra: dict[str, Any] = {
             k: v
             for k, v in (
                 ("token_lifetime_s", token_lifetime_s),
                 ("token_refresh_margin_s", token_refresh_margin_s),
+                ("monotonic", monotonic),
             )
             if v is not None
         }

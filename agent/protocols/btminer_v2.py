@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,11 +123,14 @@ class BtminerV2Protocol(CgminerProtocol):
         *,
         token_lifetime_s: float = TOKEN_LIFETIME_S,
         token_refresh_margin_s: float = TOKEN_REFRESH_MARGIN_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(transport, retry)
         self._password = password
         self.token_lifetime_s = token_lifetime_s
         self.token_refresh_margin_s = token_refresh_margin_s
+        #: Clock for token ages (seconds, monotonic); injectable so tests need not sleep.
+        self.monotonic = monotonic
         self._token: Token | None = None
         self._token_lock = asyncio.Lock()
         self._fetch_times: deque[float] = deque()
@@ -195,7 +199,7 @@ class BtminerV2Protocol(CgminerProtocol):
     async def _ensure_token(self) -> tuple[Token, bool]:
         """Return a valid token and whether it came from the cache."""
         async with self._token_lock:
-            now = time.monotonic()
+            now = self.monotonic()
             token = self._token
             if token is not None and now - token.fetched_at < (
                 self.token_lifetime_s - self.token_refresh_margin_s

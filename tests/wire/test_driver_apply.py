@@ -3,7 +3,6 @@ Braiins power target over SSH with a pinned host key."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import tomllib
 from pathlib import Path
@@ -135,6 +134,53 @@ async def test_whatsminer_v2_every_control_round_trips() -> None:
     assert priv.tokens_issued == 1  # one cached token served all eight writes
 
 
+async def test_whatsminer_v2_restart_causing_steps_go_last() -> None:
+    priv = V2Privileged("s3cret-pw")
+    async with whatsminer_v2("whatsminer/v2", privileged=priv) as (driver, _):
+        await driver.read()  # learns API 2.0.5
+        await driver.apply(Settings(power_limit_w=3000, power_mode="low", mining=True))
+        await driver.apply(Settings(power_mode="high", power_percent=80))
+        with pytest.raises(UnsupportedMinerError, match="power_percent"):
+            await driver.apply(Settings(power_limit_w=3100, power_percent=90))
+    # kept running first (percent, live mode switch), then power on, the limit, and stop
+    assert [c["cmd"] for c in priv.executed] == [
+        "set_low_power",
+        "power_on",
+        "adjust_power_limit",
+        "set_power_pct_v2",
+        "set_high_power",
+    ]
+    assert priv.state["power_limit"] == 3000  # the refused request sent nothing
+
+
+@pytest.mark.parametrize("api", ["v2", "v3"])
+@pytest.mark.parametrize(
+    ("settings", "knob"),
+    [
+        (Settings(mining=True), "mining"),
+        (Settings(mining=False), "mining"),
+        (Settings(power_limit_w=3000), "power_limit_w"),
+        (Settings(power_percent=80), "power_percent"),
+        (Settings(power_mode="low"), "power_mode"),
+    ],
+    ids=["start", "stop", "limit", "percent", "mode"],
+)
+async def test_whatsminer_restarted_whenever_a_restarting_step_ran(
+    api: str, settings: Settings, knob: str
+) -> None:
+    if api == "v2":
+        priv = V2Privileged("s3cret-pw")
+        async with whatsminer_v2("whatsminer/v2", privileged=priv) as (driver, _):
+            result = await driver.apply(settings)
+            restarts = driver.capabilities.knob(knob).restarts
+    else:
+        async with whatsminer_v3() as (driver, _):
+            result = await driver.apply(settings)
+            restarts = driver.capabilities.knob(knob).restarts
+    assert result.restarted == restarts
+    assert restarts == (knob != "power_percent")  # power_on restarts btminer too
+
+
 async def test_whatsminer_v2_wrong_password_is_auth_error_not_retried() -> None:
     priv = V2Privileged("the-real-password")
     async with whatsminer_v2("whatsminer/v2", privileged=priv) as (driver, rpc):
@@ -170,16 +216,34 @@ async def test_whatsminer_v2_token_expired_on_the_miner_is_refetched() -> None:
     assert [c["percent"] for c in priv.executed] == ["90", "70"]
 
 
+class HandClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_whatsminer_v2_token_cache_expiry_is_honoured() -> None:
-    priv = V2Privileged("s3cret-pw", token_ttl_s=0.3)
+    clock = HandClock()  # shared by the client's cache and the fake's token expiry
+    priv = V2Privileged("s3cret-pw", token_ttl_s=1800, clock=clock)
     async with whatsminer_v2(
-        "whatsminer/v2", privileged=priv, token_lifetime_s=0.3, token_refresh_margin_s=0.1
+        "whatsminer/v2",
+        privileged=priv,
+        token_lifetime_s=1800,
+        token_refresh_margin_s=60,
+        monotonic=clock,
     ) as (driver, _):
         await driver.apply(Settings(power_percent=90))
-        await driver.apply(Settings(power_percent=91))  # within the lifetime: cached
-        await asyncio.sleep(0.25)
-        await driver.apply(Settings(power_percent=92))  # past lifetime - margin: fresh
-    assert priv.tokens_issued == 2
+        clock.now += 1739.5  # inside lifetime - margin (1740 s): the cached token is used
+        await driver.apply(Settings(power_percent=91))
+        issued_while_fresh = priv.tokens_issued
+        clock.now += 0.5  # lifetime - margin reached: a fresh token before the miner's expiry
+        await driver.apply(Settings(power_percent=92))
+    assert (issued_while_fresh, priv.tokens_issued) == (1, 2)
+    assert [c["percent"] for c in priv.executed] == ["90", "91", "92"]
 
 
 async def test_whatsminer_v2_token_limit_on_the_miner() -> None:

@@ -20,7 +20,12 @@ import pytest
 from agent.credentials import Credentials, load_credentials
 from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
 from agent.drivers.factory import identify, make_driver
-from agent.errors import MinerAuthError
+from agent.errors import (
+    MinerAuthError,
+    MinerConnectionError,
+    PartialApplyError,
+    UnsupportedMinerError,
+)
 from agent.profiles import load_profiles
 from agent.simulator.clock import SimClock
 from agent.simulator.farm import Farm
@@ -116,6 +121,7 @@ async def sim(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for farm in farms:
         await farm.stop()
+        assert farm.handler_errors.count == 0, farm.handler_errors.last_traceback
 
 
 async def test_reads_and_identify_every_model(sim) -> None:
@@ -186,6 +192,35 @@ async def test_whatsminer_controls(
         assert (await driver.read()).is_mining is True
         await driver.set_pools([PoolConfig("stratum+tcp://sim.example:3333", "hp.w1", "x")])
         assert [p.url for p in (await driver.read()).pools] == ["stratum+tcp://sim.example:3333"]
+
+
+async def test_whatsminer_v2_percent_with_limit_is_refused_before_sending(sim) -> None:
+    s = await sim({"m60s/whatsminer_v2": 1})
+    unit_id = "m60s-0001"
+    unit = s.farm.device(unit_id).unit
+    before = dict(unit.settings)
+    async with s.driving(unit_id) as driver:
+        with pytest.raises(UnsupportedMinerError, match="power_percent"):
+            await driver.apply(Settings(power_limit_w=3000, power_percent=80))
+    assert unit.settings == before  # nothing half-applied
+
+
+async def test_whatsminer_v2_partial_apply_names_what_was_applied(sim) -> None:
+    s = await sim({"m60s/whatsminer_v2": 1})
+    unit_id = "m60s-0001"
+    unit = s.farm.device(unit_id).unit
+    limit_before = unit.settings["power_limit_w"]
+    async with s.driving(unit_id) as driver:
+        await driver.apply(Settings(mining=False))
+        await asyncio.sleep(0.05)  # power_off acts just after its reply (respbefore)
+        # power_on restarts btminer; the limit that follows meets the restart's outage
+        with pytest.raises(PartialApplyError) as info:
+            await driver.apply(Settings(mining=True, power_limit_w=3000))
+    err = info.value
+    assert (err.applied_steps, err.failed_step) == (("start",), "power_limit=3000")
+    assert isinstance(err.__cause__, MinerConnectionError)
+    assert unit.settings["mining"] is True
+    assert unit.settings["power_limit_w"] == limit_before
 
 
 @pytest.mark.parametrize(

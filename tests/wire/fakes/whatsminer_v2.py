@@ -13,6 +13,7 @@ import json
 import secrets
 import string
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -39,8 +40,10 @@ class V2Privileged:
         token_ttl_s: float = 1800.0,
         max_tokens: int = 32,
         write_enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.password = password
+        self.clock = clock  # token ages; a test may pass a hand-advanced clock
         self.token_ttl_s = token_ttl_s
         self.max_tokens = max_tokens
         self.write_enabled = write_enabled
@@ -64,7 +67,7 @@ class V2Privileged:
 
     def get_token(self) -> bytes:
         """Answer `get_token` with time/salt/newsalt and remember the sign it implies."""
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = {s: t for s, t in self.tokens.items() if now - t < self.token_ttl_s}
         if len(self.tokens) >= self.max_tokens:
             return json.dumps(_flat("E", 136, "token over max times")).encode()
@@ -91,7 +94,7 @@ class V2Privileged:
         except ValueError:
             return json.dumps(_flat("E", 23, "enc json load err")).encode()
         issued = self.tokens.get(command.get("token", ""))
-        if issued is None or time.monotonic() - issued >= self.token_ttl_s:
+        if issued is None or self.clock() - issued >= self.token_ttl_s:
             return json.dumps(_flat("E", 135, "check token err")).encode()
         if not self.write_enabled:
             return json.dumps(_flat("E", 45, "can't access write cmd")).encode()
