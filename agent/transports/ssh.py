@@ -45,8 +45,13 @@ CONNECT_TIMEOUT_S = 10.0
 #: One remote command (`cat`, a write, `/etc/init.d/bosminer restart`); the init script
 #: returns once bosminer is restarted, which takes seconds, not tens of seconds.
 COMMAND_TIMEOUT_S = 30.0
-#: Largest command output accepted; bosminer.toml is a few KB.
+#: Largest command output accepted; bosminer.toml is a few KB. Reading stops past it, so a
+#: runaway remote command costs at most this (plus the SSH window) in memory.
 MAX_OUTPUT_BYTES = 256 * 1024
+#: Bytes of stderr kept for the error message; the rest is read and discarded.
+STDERR_KEEP_BYTES = 200
+#: Read size for command output (asyncssh returns at most this per read).
+READ_CHUNK_BYTES = 16 * 1024
 
 #: asyncssh exception class → (our error type, meaning). Lookup walks the MRO.
 ASYNCSSH_ERRORS: dict[type[BaseException], tuple[type[AgentError], str]] = {
@@ -138,8 +143,8 @@ class SshTransport(Transport):
             started = time.monotonic()
             try:
                 with mapped_ssh_errors(self.host, connecting=False):
-                    result = await asyncio.wait_for(
-                        conn.run(command, input=stdin, check=False), self.command_timeout_s
+                    stdout, stderr, exit_status = await asyncio.wait_for(
+                        self._run_bounded(conn, command, stdin), self.command_timeout_s
                     )
             except TimeoutError as err:
                 self._drop()
@@ -153,15 +158,50 @@ class SshTransport(Transport):
             except BaseException:
                 self._drop()  # a failed or cancelled command leaves the session unknown
                 raise
-        stdout = _text(result.stdout)
-        if len(stdout) > self.max_output_bytes:
-            raise MinerResponseError(self.host, "SSH output exceeds the size limit", stdout)
-        if result.exit_status != 0:
-            stderr = _text(result.stderr).strip()
+        if exit_status != 0:
             raise MinerCommandError(
-                self.host, result.exit_status, f"`{command.split()[0]}` failed: {stderr[:200]}"
+                self.host,
+                exit_status,
+                f"`{command.split()[0]}` failed: {_text(stderr).strip()}",
             )
-        return stdout
+        return _text(stdout)
+
+    async def _run_bounded(
+        self, conn: asyncssh.SSHClientConnection, command: str, stdin: str | None
+    ) -> tuple[bytes, bytes, int | None]:
+        """Run ``command``; return stdout (at most the cap), the head of stderr, exit status."""
+        async with conn.create_process(command, encoding=None) as process:
+            if stdin is not None:
+                process.stdin.write(stdin.encode("utf-8"))
+            process.stdin.write_eof()
+            stderr_task = asyncio.create_task(
+                _read_head(process.stderr, STDERR_KEEP_BYTES),
+                name=f"hashpilot-ssh-stderr-{self.host}",
+            )
+            try:
+                stdout = await self._read_capped(process.stdout)
+                stderr = await stderr_task
+            except BaseException:
+                stderr_task.cancel()
+                await asyncio.gather(stderr_task, return_exceptions=True)
+                raise
+            await process.wait()
+            return stdout, stderr, process.exit_status
+
+    async def _read_capped(self, stream: asyncssh.SSHReader[bytes]) -> bytes:
+        """Read to EOF; past ``max_output_bytes`` stop reading and raise ``MinerResponseError``."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await stream.read(READ_CHUNK_BYTES):
+            size += len(chunk)
+            if size > self.max_output_bytes:
+                raise MinerResponseError(
+                    self.host,
+                    f"SSH output exceeds the {self.max_output_bytes} byte limit",
+                    b"".join(chunks),
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def close(self) -> None:
         """Close the SSH connection."""
@@ -208,6 +248,15 @@ class SshTransport(Transport):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.abort()
+
+
+async def _read_head(stream: asyncssh.SSHReader[bytes], keep: int) -> bytes:
+    """Read to EOF, keeping only the first ``keep`` bytes (the rest is discarded)."""
+    head = b""
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        if len(head) < keep:
+            head += chunk[: keep - len(head)]
+    return head
 
 
 def _text(value: str | bytes | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from agent.errors import AgentError, ConfigError, MinerCommandError
+from agent.errors import AgentError, ConfigError, MinerCommandError, MinerResponseError
 from agent.transports.base import MinerConnectError, MinerConnectTimeoutError, Timeouts
 from agent.transports.ssh import ASYNCSSH_ERRORS, SshTransport, map_asyncssh_error
 from tests.wire.conftest import ANTMINER_CREDS
@@ -74,6 +74,29 @@ async def test_commands_reuse_one_connection_and_exit_codes_are_typed(tmp_path: 
         finally:
             await t.close()
     assert info.value.code == 127
+
+
+async def test_runaway_output_stops_at_the_cap(tmp_path: Path) -> None:
+    cap = 64 * 1024
+    async with FakeBosminerSsh(NEW_TOML) as srv:
+        t = SshTransport(
+            HOST,
+            srv.port,
+            credentials=ANTMINER_CREDS,
+            known_hosts=srv.write_known_hosts(tmp_path / "kh"),
+            timeouts=SSH_FAST,
+            max_output_bytes=cap,
+        )
+        try:
+            started = time.monotonic()
+            with pytest.raises(MinerResponseError, match="limit") as info:
+                await t.run("yes")  # never ends: buffering it all would only end at the timeout
+            elapsed = time.monotonic() - started
+            assert "power_target" in await t.run("cat /etc/bosminer.toml")  # usable again
+        finally:
+            await t.close()
+    assert elapsed < SSH_FAST.read_s
+    assert info.value.excerpt.startswith(b"y\ny\n")
 
 
 async def test_refused(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Writes a known_hosts file pinning its freshly generated host key.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -153,6 +154,11 @@ class FakeBosminerSsh:
         elif command == "/etc/init.d/bosminer restart":
             self.restarts += 1
             process.exit(0)
+        elif command == "yes":  # a runaway command: output until the client goes away
+            with contextlib.suppress(asyncssh.Error, ConnectionError):
+                while True:
+                    process.stdout.write("y\n" * 8192)
+                    await process.stdout.drain()
         else:
             process.stderr.write(f"sh: {command.split()[0] if command else ''}: not found\n")
             process.exit(127)
