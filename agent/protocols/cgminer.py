@@ -120,8 +120,14 @@ class CgminerProtocol(BaseProtocol):
         payload = self.encode(joined)
         try:
             reply = await self.query(lambda: self.exchange(payload), what=joined)
+        except MinerResponseError as err:
+            # One undecodable reply says nothing about `+` support: singles now, `+` next time.
+            log.debug("multicommand_garbled", host=self.host, commands=joined, error=repr(err))
+            return await self.singles(*cmds)
+        try:
             replies, missing = self._split(reply, cmds)
         except (MinerCommandError, MinerResponseError) as err:
+            # A decodable answer that is an error status, or has no command keys: no `+` here.
             self.multicommand_supported = False
             log.debug("multicommand_rejected", host=self.host, commands=joined, error=repr(err))
             return await self.singles(*cmds)

@@ -55,6 +55,20 @@ async def test_rejected_multicommand_falls_back_to_concurrent_singles_and_rememb
     assert srv.connections == 9
 
 
+async def test_one_garbled_multicommand_reply_does_not_disable_multicommand() -> None:
+    async with FakeRpcServer(fixtures.replies("antminer/v2020"), mode="garbage") as srv:
+        p = proto(srv.port)
+        garbled = await p.multicommand(*READS)
+        assert p.multicommand_supported  # a garbled reply is not a rejection of `+`
+        srv.mode = "normal"
+        srv.requests.clear()
+        replies = await p.multicommand(*READS)
+    assert set(garbled.failed) == set(READS)  # the singles fallback got garbage too
+    assert all(isinstance(e, MinerResponseError) for e in garbled.failed.values())
+    assert srv.requests == [{"command": "version+summary+stats+pools"}]
+    assert set(replies.ok) == set(READS)
+
+
 async def test_forbidden_member_fails_alone_as_access_denied() -> None:
     async with FakeRpcServer(fixtures.replies("antminer/v2020"), allowed=ANTMINER_ALLOWED) as srv:
         replies = await proto(srv.port).multicommand("summary", "devdetails")
