@@ -23,6 +23,7 @@ from agent.drivers.factory import identify, make_driver
 from agent.errors import (
     MinerAuthError,
     MinerConnectionError,
+    MinerError,
     PartialApplyError,
     UnsupportedMinerError,
 )
@@ -273,3 +274,129 @@ async def test_braiins_power_target_over_ssh(sim, old_fraction: float, key: str)
 
     text = braiins.state(s.farm.device(unit_id))["text"]
     assert tomllib.loads(text)["autotuning"][key] == 2600
+
+
+# --- physical effects through the drivers (B2) ----------------------------------------------
+
+
+async def settled(s: SimFarm, unit_id: str, driver: MinerDriver) -> Any:
+    """Read after simulated time has passed every restart and ramp."""
+    await s.settle(unit_id)
+    return await driver.read()
+
+
+@pytest.mark.parametrize(
+    "model", ["m60s/whatsminer_v2", "m60s/whatsminer_v3", "s19xp/braiins"], ids=lambda m: m
+)
+async def test_lower_power_limit_lowers_power_and_hashrate(sim, model: str) -> None:
+    s = await sim({model: 1})
+    unit_id = model.split("/")[0] + "-0001"
+    bounds = s.farm.device(unit_id).profile.power
+    async with s.driving(unit_id) as driver:
+        before = await settled(s, unit_id, driver)
+        assert before.power_w is not None
+        limit = int(max(bounds.min_w, 0.8 * before.power_w))
+        await driver.apply(Settings(power_limit_w=limit))
+        after = await settled(s, unit_id, driver)
+    assert after.power_limit_w == limit
+    assert after.power_w is not None
+    assert after.power_w < before.power_w
+    assert after.power_w <= limit * 1.02
+    assert after.hashrate_ths is not None
+    assert before.hashrate_ths is not None
+    assert after.hashrate_ths < before.hashrate_ths
+
+
+@pytest.mark.parametrize("firmware", ["whatsminer_v2", "whatsminer_v3"])
+async def test_lower_power_percent_lowers_power(sim, firmware: str) -> None:
+    s = await sim({f"m60s/{firmware}": 1})
+    unit_id = "m60s-0001"
+    async with s.driving(unit_id) as driver:
+        before = await settled(s, unit_id, driver)
+        await driver.apply(Settings(power_percent=80))
+        after = await settled(s, unit_id, driver)
+    assert before.power_w is not None
+    assert after.power_w is not None
+    assert after.power_w < before.power_w
+
+
+async def test_antminer_sleep_stops_hashing_while_the_web_ui_answers(sim) -> None:
+    import httpx
+
+    s = await sim({"s19jpro": 1})
+    unit_id = "s19jpro-0001"
+    config, creds = s.config(unit_id), s.credentials(unit_id)
+    async with s.driving(unit_id) as driver:
+        assert (await settled(s, unit_id, driver)).hashrate_ths
+        await driver.apply(Settings(power_mode="sleep"))
+        snap = await settled(s, unit_id, driver)
+    assert snap.hashrate_ths == 0
+    assert snap.boards, "a sleeping unit still lists its boards"
+    assert all(b.hashrate_ths == 0 for b in snap.boards)
+    url = f"http://{config.host}:{config.ports['web']}/cgi-bin/get_system_info.cgi"
+    auth = httpx.DigestAuth(creds.username, creds.password)
+    async with httpx.AsyncClient(auth=auth, timeout=2.0) as client:
+        response = await client.get(url)
+    assert response.status_code == 200
+    assert response.json()["minertype"]
+
+
+@pytest.mark.parametrize("firmware", ["whatsminer_v2", "whatsminer_v3"])
+async def test_whatsminer_modes_order_hashrate(sim, firmware: str) -> None:
+    s = await sim({f"m60s/{firmware}": 1})
+    unit_id = "m60s-0001"
+    rate: dict[str, float] = {}
+    async with s.driving(unit_id) as driver:
+        for mode in ("normal", "low", "high"):
+            await driver.apply(Settings(power_mode=mode))
+            snap = await settled(s, unit_id, driver)
+            assert snap.power_mode == mode
+            assert snap.hashrate_ths is not None
+            rate[mode] = snap.hashrate_ths
+    assert rate["low"] < rate["normal"]
+    assert rate["high"] > rate["normal"]
+
+
+# --- every simulator JSON quirk through driver.read() (SF5) ---------------------------------
+
+
+def _essentials(snap: Any) -> dict[str, Any]:
+    """What a quirk must not change once repaired (board slots may be renumbered by S9 chains)."""
+    boards = snap.boards or ()
+    return {
+        "hashrate_ths": snap.hashrate_ths,
+        "hashrate_avg_ths": snap.hashrate_avg_ths,
+        "power_w": snap.power_w,
+        "uptime_s": snap.uptime_s,
+        "is_mining": snap.is_mining,
+        "fans_rpm": snap.fans_rpm,
+        "error_codes": snap.error_codes,
+        "boards": [(b.hashrate_ths, b.chips, b.chip_temp_c, b.freq_mhz) for b in boards],
+        "pools": None if snap.pools is None else [p.url for p in snap.pools],
+    }
+
+
+async def test_every_json_quirk_is_repaired_through_driver_read(sim) -> None:
+    from agent.simulator.faults import JSON_QUIRKS
+
+    s = await sim({"s19pro": 1, "m30s/whatsminer_v2": 1})
+    broken: list[str] = []
+    for unit_id in ("s19pro-0001", "m30s-0001"):
+        device = s.farm.device(unit_id)
+        async with s.driving(unit_id) as driver:
+            clean = _essentials(await driver.read())
+            assert None not in (clean["boards"], clean["fans_rpm"], clean["pools"]), unit_id
+            for quirk in JSON_QUIRKS:
+                s.farm.set_fault(unit_id, {"quirks": [quirk]})
+                try:
+                    got = _essentials(await driver.read())
+                except MinerError as err:  # collected: the assertion below lists every one
+                    broken.append(f"{unit_id} {quirk}: {type(err).__name__}: {err}")
+                    continue
+                finally:
+                    s.farm.set_fault(unit_id, {"clear": True})
+                if got != clean:
+                    diff = {k: (clean[k], got[k]) for k in clean if got[k] != clean[k]}
+                    broken.append(f"{unit_id} {quirk}: {diff}")
+        assert device.faults.quirks == set(device.faults.for_firmware(device.firmware).quirks)
+    assert broken == [], "\n".join(broken)
