@@ -34,7 +34,13 @@ from agent.simulator.servers import (
     whatsminer_v3,
 )
 from agent.simulator.servers.device import ENDPOINTS, FIRMWARES, REAL_PORTS, Ports, SimDevice
-from agent.simulator.servers.listeners import Connections, Listener, Supervisor, stream_starter
+from agent.simulator.servers.listeners import (
+    Connections,
+    HandlerErrors,
+    Listener,
+    Supervisor,
+    stream_starter,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -181,6 +187,11 @@ class Farm:
         self._state_dir.mkdir(parents=True, exist_ok=True)
         return self._state_dir
 
+    @property
+    def handler_errors(self) -> HandlerErrors:
+        """Simulator bugs caught in connection handlers (count, last unit and traceback)."""
+        return self.connections.errors
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -249,9 +260,10 @@ class Farm:
             from agent.simulator.servers.ssh import create_server
 
             keys = self._host_keys
+            errors = self.connections.errors
 
             async def start_ssh(host: str, port: int) -> Any:
-                return await create_server(device, host, port, keys)
+                return await create_server(device, host, port, keys, errors)
 
             return start_ssh
         if proto == "web":

@@ -81,9 +81,21 @@ async def refused(device: SimDevice, port: int) -> bool:
 FarmFactory = Callable[..., Awaitable[Farm]]
 
 
+def assert_no_handler_errors(farm: Farm) -> None:
+    """Fail when a connection handler raised: a simulator bug, not a network fault."""
+    errors = farm.handler_errors
+    assert errors.count == 0, (
+        f"{errors.count} simulator handler failure(s), last on {errors.last_unit}:\n"
+        f"{errors.last_traceback}"
+    )
+
+
 @pytest.fixture
 async def make_farm(tmp_path) -> AsyncIterator[FarmFactory]:
-    """Start farms in ports mode on a frozen clock; all are stopped after the test."""
+    """Start farms in ports mode on a frozen clock; all are stopped after the test.
+
+    Teardown fails the test if any connection handler raised (``Farm.handler_errors``).
+    """
     farms: list[Farm] = []
 
     async def make(mix: dict[str, int], **kwargs: Any) -> Farm:
@@ -98,6 +110,8 @@ async def make_farm(tmp_path) -> AsyncIterator[FarmFactory]:
     yield make
     for farm in farms:
         await farm.stop()
+    for farm in farms:
+        assert_no_handler_errors(farm)
 
 
 def random_loopback_base() -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,11 +33,44 @@ StreamHandler = Callable[[SimDevice, asyncio.StreamReader, asyncio.StreamWriter]
 Starter = Callable[[str, int], Awaitable[Any]]
 
 
+@dataclass
+class HandlerErrors:
+    """Failures of the simulator's own connection handlers: simulator bugs, not network faults.
+
+    Every handler catches what a peer can cause (reset, EOF, timeout, bad input) itself, so
+    an exception that reaches the listener is a bug in the simulator. The connection is
+    still aborted (one bug must not take the farm down), but the failure is counted here so
+    tests can fail on it instead of reading it as a flaky network.
+    """
+
+    count: int = 0
+    last_unit: str | None = None
+    last_traceback: str | None = None
+
+    def record(self, unit_id: str, err: BaseException) -> None:
+        """Count one handler failure and keep its traceback."""
+        self.count += 1
+        self.last_unit = unit_id
+        self.last_traceback = "".join(traceback.format_exception(err))
+        log.error(
+            "sim_handler_failed",
+            unit=unit_id,
+            error=repr(err),
+            failures=self.count,
+            traceback=self.last_traceback,
+        )
+
+    def clear(self) -> None:
+        """Forget the recorded failures (after a test that injected one on purpose)."""
+        self.count, self.last_unit, self.last_traceback = 0, None, None
+
+
 class Connections:
     """Every live connection task of the farm, so stop() can end them."""
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.errors = HandlerErrors()
 
     def track(self) -> None:
         """Register the current task (called at the top of each connection handler)."""
@@ -101,7 +136,7 @@ def stream_starter(device: SimDevice, handler: StreamHandler, connections: Conne
         try:
             await handler(device, reader, writer)
         except Exception as err:  # a simulator bug must not take the farm down
-            log.error("sim_handler_failed", unit=device.unit_id, error=repr(err))
+            connections.errors.record(device.unit_id, err)
             writer.transport.abort()
 
     async def start(host: str, port: int) -> Any:

@@ -17,11 +17,15 @@ import structlog
 
 from agent.simulator.servers import braiins
 from agent.simulator.servers.device import SimDevice
+from agent.simulator.servers.listeners import HandlerErrors
 
 log = structlog.get_logger(__name__)
 
 #: Exit status of a command the simulated shell does not know (POSIX sh).
 EXIT_NOT_FOUND = 127
+#: Exit status when the simulator itself failed (sysexits.h EX_SOFTWARE), so a client sees
+#: an internal error rather than a dropped connection.
+EXIT_SIMULATOR_BUG = 70
 INIT_SCRIPT = "/etc/init.d/bosminer"
 
 
@@ -73,11 +77,17 @@ class _Server(asyncssh.SSHServer):
         return username == self._device.username and password == self._device.password
 
 
-async def create_server(device: SimDevice, host: str, port: int, keys: HostKeys) -> Any:
-    """Start one unit's SSH listener."""
+async def create_server(
+    device: SimDevice, host: str, port: int, keys: HostKeys, errors: HandlerErrors
+) -> Any:
+    """Start one unit's SSH listener; simulator bugs in a session are recorded in ``errors``."""
 
     async def process(proc: asyncssh.SSHServerProcess[str]) -> None:
-        await run_process(device, proc)
+        try:
+            await run_process(device, proc)
+        except Exception as err:  # a simulator bug must not take the farm down
+            errors.record(device.unit_id, err)
+            proc.exit(EXIT_SIMULATOR_BUG)
 
     return await asyncssh.create_server(
         lambda: _Server(device),
