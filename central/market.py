@@ -49,9 +49,10 @@ COINMETRICS_LAST_DAY = pd.Timestamp("2020-07-27")
 BLOCKCHAINCOM_FIRST_DAY = pd.Timestamp("2020-04-11")
 #: First day of the daily frame (Bitcoin Visuals starts here).
 FIRST_DAY = pd.Timestamp("2016-01-01")
-#: Longest fee gap (days) filled by carrying fees per block forward; longer gaps stay NaN.
-#: Two isolated single days are missing in the blockchain.com export (see data/README.md);
-#: a year-long gap (2022-04-30 .. 2023-04-29) is not something to invent.
+#: Days at the start of a fee gap filled by carrying fees per block forward; later days of
+#: the gap stay NaN. Two isolated single days are missing in the blockchain.com export (see
+#: data/README.md); a year-long gap (2022-04-30 .. 2023-04-29) is not something to invent.
+#: The decision is causal (days missing so far), so a long gap's first days are filled too.
 MAX_FEE_IMPUTE_GAP_DAYS = 3
 #: Tolerance (blocks) when turning a day's subsidy into a block count.
 BLOCK_COUNT_TOLERANCE = 0.01
@@ -167,19 +168,20 @@ def _merge_fees(cm: pd.DataFrame, fees: pd.DataFrame, days: pd.DatetimeIndex) ->
 
 
 def _impute_short_fee_gaps(frame: pd.DataFrame, max_gap: int) -> None:
-    """Fill interior fee gaps of at most ``max_gap`` days; flag them in ``fees_imputed``.
+    """Fill the first ``max_gap`` days of every fee gap; flag them in ``fees_imputed``.
 
-    Method: the last known fees per block are carried forward (causal: a feature computed
-    at day t never sees day t+1), times the day's block count. Longer gaps and gaps at the
-    end of the data stay NaN.
+    Causal: whether day t is filled depends only on days up to t (how many days in a row
+    have been missing so far, and whether any day before was known), never on when the gap
+    will end. The last known fees per block are carried forward, times the day's block count.
+    So a short gap (the two isolated missing days) is filled completely; a long gap has its
+    first ``max_gap`` days filled, as a live feed would have, and stays NaN after that.
     """
     per_block = frame["fees_btc"] / frame["blocks"]
     missing = per_block.isna()
     run_id = (missing != missing.shift()).cumsum()
-    run_len = missing.groupby(run_id).transform("sum")
-    known = per_block.notna()
-    bounded = known.cummax() & known[::-1].cummax()[::-1]
-    fill = missing & (run_len <= max_gap) & bounded
+    days_missing_so_far = missing.astype(int).groupby(run_id).cumsum()
+    seen_before = per_block.notna().cummax()
+    fill = missing & (days_missing_so_far <= max_gap) & seen_before
     carried = per_block.ffill()
     frame["fees_imputed"] = fill
     frame.loc[fill, "fees_btc"] = carried[fill] * frame.loc[fill, "blocks"]

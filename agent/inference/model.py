@@ -1,11 +1,12 @@
 """Compiled tree models on the agent: the tl2cgen ``.so`` through ctypes, GTIL as fallback.
 
 No xgboost, scikit-learn, pandas, tl2cgen or scipy is imported here; numpy is used only
-for batches; treelite is imported lazily and only by the GTIL fallback. The ctypes rules
-come from ../shared/docs/ml-stack.md section 8/9: a missing value is an Entry with every
-byte 0xFF, the output buffer is zeroed for every call, the Entry buffer is fresh for every
-call (quantized models overwrite it), and the feature count is checked here because the
-library does not. Every call allocates its own buffers, so the models are thread-safe.
+for batches (and the golden rows' batch self-check); treelite is imported lazily and only
+by the GTIL fallback. The ctypes rules come from ../shared/docs/ml-stack.md section 8/9: a
+missing value is an Entry with every byte 0xFF, the output buffer is zeroed for every call,
+the Entry buffer is fresh for every call (quantized models overwrite it), and the feature
+count is checked here because the library does not. Every call allocates its own buffers,
+so the models are thread-safe.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TreeModel(Protocol):
     name: str
     num_feature: int
     backend: str
+    batch_backend: str
 
     def predict_row(self, row: Sequence[float | None]) -> float:
         """Predict one row (None or NaN = missing)."""
@@ -58,7 +60,11 @@ def _ctype(name: str) -> tuple[Any, Any]:
 
 
 class CompiledModel:
-    """A tl2cgen shared library called one row at a time through ctypes."""
+    """A tl2cgen shared library called one row at a time through ctypes.
+
+    Batches go through the C shim when it loads (``batch_backend == "shim"``), else through
+    a Python loop over rows (``"loop"``, with the reason in ``shim_error``).
+    """
 
     backend = "compiled"
 
@@ -74,10 +80,17 @@ class CompiledModel:
             leaf = lib.get_leaf_output_type().decode()
             num_class = (ctypes.c_int32 * max(1, lib.get_num_target()))()
             lib.get_num_class(num_class)
+            predict = lib.predict
         except (OSError, AttributeError) as err:
             raise ModelError(
                 f"{name}: cannot load compiled library {lib_path.name}: {err}"
             ) from err
+        if threshold != leaf:
+            # Treelite 4 refuses to build such a model; a library that claims it anyway does
+            # not match the Entry/output layout below (and the shim's f32/f64 pairs).
+            raise ModelError(
+                f"{name}: threshold type {threshold} differs from leaf output type {leaf}"
+            )
         self._lib = lib
         self.num_feature = int(lib.get_num_feature())
         self.num_output = int(lib.get_num_target()) * max(int(x) for x in num_class)
@@ -96,12 +109,22 @@ class CompiledModel:
         self._raw_missing = raw(-1).value  # every byte 0xFF
         self._Row = Entry * self.num_feature
         self._Out = self._leaf * self.num_output
-        self._predict = lib.predict
+        self._predict = predict
         self._predict.argtypes = [ctypes.POINTER(Entry), ctypes.c_int, ctypes.POINTER(self._leaf)]
         self._predict.restype = None
         self._shim: Any = None
+        #: How batches run: ``"shim"`` (C loop) or ``"loop"`` (Python loop over rows).
+        self.batch_backend = "loop"
+        #: Why the shim is not used (``None`` when it is, or when none was offered).
+        self.shim_error: str | None = None
         if shim_path is not None:
-            self._shim = _load_shim(shim_path, threshold)
+            try:
+                self._shim = _load_shim(shim_path, threshold)
+            except ModelError as err:
+                self.shim_error = str(err)
+                log.warning("batch_shim_unavailable_using_row_loop", model=name, error=str(err))
+            else:
+                self.batch_backend = "shim"
 
     def predict_row(self, row: Sequence[float | None]) -> float:
         """Predict one row; ``None`` or NaN is a missing value."""
@@ -122,11 +145,12 @@ class CompiledModel:
         import numpy as np
 
         X = _as_matrix(X, self.num_feature, self.name)
-        if self._shim is None:
+        if self.batch_backend == "loop":
             return np.array([self.predict_row(r) for r in X.tolist()], dtype=np.float64)
-        dtype = np.float32 if self.threshold_type == "float32" else np.float64
-        Xc = np.ascontiguousarray(X, dtype=dtype)
-        out = np.zeros((len(Xc), self.num_output), dtype=dtype)
+        x_dtype = np.float32 if self.threshold_type == "float32" else np.float64
+        out_dtype = np.float32 if self.leaf_output_type == "float32" else np.float64
+        Xc = np.ascontiguousarray(X, dtype=x_dtype)
+        out = np.zeros((len(Xc), self.num_output), dtype=out_dtype)
         fn = ctypes.cast(self._predict, ctypes.c_void_p)
         status = self._shim(
             fn, Xc.ctypes.data, len(Xc), self.num_feature, 0, out.ctypes.data, self.num_output
@@ -136,13 +160,15 @@ class CompiledModel:
         return out[:, 0].astype(np.float64)
 
 
-def _load_shim(path: Path, threshold: str) -> Any:
+def _load_shim(path: Path, value_type: str) -> Any:
+    """Load the batch shim's entry point for ``value_type``; ``ModelError`` if it cannot."""
+    symbol = {"float32": "predict_batch_f32", "float64": "predict_batch_f64"}.get(value_type)
+    if symbol is None:
+        raise ModelError(f"batch shim has no entry point for {value_type!r}")
     try:
-        shim = ctypes.CDLL(str(path))
-        fn = shim.predict_batch_f32 if threshold == "float32" else shim.predict_batch_f64
+        fn = getattr(ctypes.CDLL(str(path)), symbol)
     except (OSError, AttributeError) as err:
-        log.warning("batch_shim_unavailable", path=path.name, error=str(err))
-        return None
+        raise ModelError(f"cannot load batch shim {path.name}: {err}") from err
     fn.argtypes = [
         ctypes.c_void_p,
         ctypes.c_void_p,
@@ -169,6 +195,7 @@ class GTILModel:
     """Treelite's interpreter on the bundle checkpoint: slow, but needs no compiler or .so."""
 
     backend = "gtil"
+    batch_backend = "gtil"
 
     def __init__(self, name: str, checkpoint: Path) -> None:
         import treelite  # lazy: only the fallback pays for treelite + scipy
@@ -200,17 +227,31 @@ class GTILModel:
 
 
 def self_check(model: TreeModel, entry: ModelEntry) -> float:
-    """Predict the bundle's golden rows; raise ``BundleError`` on any mismatch; return max |Δ|."""
+    """Predict the golden rows one by one and as a batch; ``BundleError`` on any mismatch.
+
+    Both paths are checked because they run different code (the ctypes row call and the C
+    batch shim). Returns the largest absolute difference seen.
+    """
+    import numpy as np
+
     worst = 0.0
+    rows = [row.x for row in entry.golden]
+    batch = (
+        model.predict_batch(
+            np.array([[math.nan if v is None else v for v in x] for x in rows], dtype=np.float64)
+        )
+        if rows
+        else np.zeros(0)
+    )
     for i, row in enumerate(entry.golden):
-        got = model.predict_row(row.x)
-        diff = abs(got - row.y)
-        if not diff <= GOLDEN_TOLERANCE:  # also catches NaN
-            raise BundleError(
-                f"{model.name} ({model.backend}): golden row {i} predicted {got!r}, "
-                f"bundle expects {row.y!r}"
-            )
-        worst = max(worst, diff)
+        for path, got in (("row", model.predict_row(row.x)), ("batch", float(batch[i]))):
+            diff = abs(got - row.y)
+            if not diff <= GOLDEN_TOLERANCE:  # also catches NaN
+                raise BundleError(
+                    f"{model.name} ({model.backend}, {path} path): golden row {i} predicted "
+                    f"{got!r}, bundle expects {row.y!r}"
+                )
+            worst = max(worst, diff)
     return worst
 
 

@@ -54,15 +54,59 @@ def test_subsidy_from_tracked_heights_equals_observed_issuance(btc):
 def test_fee_gaps_are_flagged_and_never_zero(btc):
     gap = btc.loc["2022-04-30":"2023-04-29"]
     assert gap["fees_missing"].all()
-    assert gap["hashprice"].isna().all()
+    # causal imputation: the first MAX_FEE_IMPUTE_GAP_DAYS days of the long gap are filled
+    # (a live feed could not know the gap would last a year), the rest has no hashprice
+    n = market.MAX_FEE_IMPUTE_GAP_DAYS
+    assert gap["fees_imputed"].iloc[:n].all()
+    assert gap["hashprice"].iloc[n:].isna().all()
+    assert not gap["fees_imputed"].iloc[n:].any()
     assert gap["hashprice_subsidy_only"].notna().all()
     assert btc.loc["2025-02-03":, "fees_missing"].all()
     assert not (btc.loc[btc["fees_missing"], "fees_btc"] == 0).any()
     imputed = btc.index[btc["fees_imputed"]]
-    assert list(imputed.date.astype(str)) == ["2021-03-28", "2022-03-27"]
+    assert list(imputed.date.astype(str)) == [
+        "2021-03-28",
+        "2022-03-27",
+        "2022-04-30",
+        "2022-05-01",
+        "2022-05-02",
+        "2025-02-03",
+        "2025-02-04",
+        "2025-02-05",
+    ]
     assert btc.loc[imputed, "fees_missing"].all()
     assert btc.loc[imputed, "fees_src"].str.startswith("imputed").all()
     assert (btc.loc[imputed, "fees_btc"] > 0).all()
+
+
+#: Date column of each raw file load_btc_daily reads.
+RAW_DATE_COLUMNS = {
+    market.COINMETRICS_FILE: "time",
+    market.BLOCKCHAINCOM_FILE: "Date",
+    market.BITCOINVISUALS_FILE: "DateTime",
+    market.FEES_FILE: "date",
+}
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        "2021-03-28",  # an isolated missing fee day is the last day known
+        "2022-05-01",  # two days into the year-long fee gap
+        "2022-06-15",  # deep inside it
+        "2024-04-20",  # halving day
+        "2025-01-31",
+    ],
+)
+def test_market_frame_at_t_uses_only_raw_data_up_to_t(btc, tmp_path, cut):
+    """Truncating every raw file at ``cut`` must not change any value up to ``cut``."""
+    for name, column in RAW_DATE_COLUMNS.items():
+        raw = pd.read_csv(market.DATA_DIR / name, dtype=str)
+        keep = pd.to_datetime(raw[column].str[:10]) <= pd.Timestamp(cut)
+        raw[keep].to_csv(tmp_path / name, index=False)
+    truncated = market.load_btc_daily(tmp_path)
+    assert truncated.index[-1] == pd.Timestamp(cut)
+    pd.testing.assert_frame_equal(truncated, btc.loc[:cut], check_freq=False)
 
 
 def test_imputation_can_be_switched_off():
