@@ -123,7 +123,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     for farm in farms:
         await farm.stop()
         assert farm.handler_errors.count == 0, farm.handler_errors.last_traceback
-        assert farm.handler_errors.count == 0, farm.handler_errors.last_traceback
 
 
 async def test_reads_and_identify_every_model(sim) -> None:
