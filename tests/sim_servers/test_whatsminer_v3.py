@@ -26,7 +26,7 @@ async def v3(make_farm):
     client.close()
 
 
-def signed(cmd: str, password: str, salt: str, param=None, ts: int | None = None) -> dict:
+def signed(cmd: str, password: str, salt: str, param=None, ts: int | str | None = None) -> dict:
     ts = int(time.time()) if ts is None else ts
     digest = hashlib.sha256(f"{cmd}{password}{salt}{ts}".encode()).digest()
     token = base64.b64encode(digest).decode()[:8]
@@ -136,20 +136,78 @@ async def test_mode_percent_service_led(v3):
     assert info["msg"]["error-code"] == "btminer process is down err"
 
 
-async def test_set_pools_with_encrypted_params(v3):
+def _encrypted_pools(key: bytes, pools: list[dict], pad: str) -> str:
+    """Base64(AES-256-ECB(JSON)) padded with NULs (btminer, asic-rs) or PKCS#7."""
+    text = json.dumps(pools).encode()
+    if pad == "nul":
+        plain = text + b"\x00" * (-len(text) % 16)
+    else:
+        padder = padding.PKCS7(128).padder()
+        plain = padder.update(text) + padder.finalize()
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return base64.b64encode(enc.update(plain) + enc.finalize()).decode()
+
+
+#: PKCS#7 pad length → a pool URL whose request JSON needs it. 9, 10 and 13 pad bytes are
+#: tab, newline and carriage return, which JSON would read as whitespace; 16 is a whole block.
+POOL_URLS = {
+    5: "stratum+tcp://v3.example:3333",
+    9: "stratum+tcp://poolaaaaaaaaaa.example:3333",
+    10: "stratum+tcp://poolaaaaaaaaa.example:3333",
+    13: "stratum+tcp://poolaaaaaa.example:3333",
+    16: "stratum+tcp://poolaaa.example:3333",
+}
+
+
+@pytest.mark.parametrize("pkcs7_len", sorted(POOL_URLS))
+@pytest.mark.parametrize(("pad", "code"), [("nul", 0), ("pkcs7", -3)])
+async def test_set_pools_takes_only_nul_padded_params(v3, pkcs7_len, pad, code):
     _farm, dev, client = v3
+    url = POOL_URLS[pkcs7_len]
+    before = [p.url for p in dev.pools]
     salt = await salt_of(client)
     ts = int(time.time())
     key = hashlib.sha256(f"set.miner.pools{dev.password}{salt}{ts}".encode()).digest()
-    pools = [{"pool": "stratum+tcp://v3.example:3333", "worker": "w.9", "passwd": "x"}]
-    padder = padding.PKCS7(128).padder()
-    plain = padder.update(json.dumps(pools).encode()) + padder.finalize()
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    param = base64.b64encode(enc.update(plain) + enc.finalize()).decode()
+    pools = [{"pool": url, "worker": "w.9", "passwd": "x"}]
+    param = _encrypted_pools(key, pools, pad)
+    if pad == "pkcs7":
+        assert len(json.dumps(pools)) % 16 == (16 - pkcs7_len) % 16
     reply = await client.send(signed("set.miner.pools", dev.password, salt, param, ts))
-    assert reply["code"] == 0
+    assert reply["code"] == code
     status = await client.send({"cmd": "get.miner.status", "param": "pools"})
-    assert [p["url"] for p in status["msg"]["pools"]] == ["stratum+tcp://v3.example:3333"]
+    assert [p["url"] for p in status["msg"]["pools"]] == ([url] if code == 0 else before)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "code"),
+    [
+        ("host", 0),  # what real clients send: their own (NTP) clock
+        ("sim", 0),  # the unit's own clock, as ``when`` shows it
+        ("host_str", 0),  # a string of digits is an epoch too
+        ("stale", -1),  # a replay from ten minutes ago
+        ("future", -1),
+        ("millis", -1),  # a client stamping milliseconds
+        ("text", -3),
+    ],
+)
+async def test_write_ts_must_be_fresh(v3, stamp, code):
+    _farm, dev, client = v3
+    salt = await salt_of(client)
+    now = int(time.time())
+    window = int(whatsminer_v3.TS_WINDOW_S)
+    ts = {
+        "host": now,
+        "sim": int(dev.now()),
+        "host_str": str(now),
+        "stale": now - 2 * window,
+        "future": now + 2 * window,
+        "millis": now * 1000,
+        "text": "yesterday",
+    }[stamp]
+    assert abs(dev.now() - now) > 10 * window  # the frozen simulated clock is far from ours
+    reply = await client.send(signed("set.miner.power_mode", dev.password, salt, "low", ts))
+    assert reply["code"] == code
+    assert dev.unit.settings["power_mode"] == ("low" if code == 0 else "normal")
 
 
 async def test_at_most_ten_clients(v3):

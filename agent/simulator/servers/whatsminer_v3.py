@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import string
+import time
 from typing import Any
 
 import structlog
@@ -43,6 +44,12 @@ _MSG = {
     INVALID_ITEM: "invalid json item",
     NO_PERMISSION: "no permission",
 }
+#: Largest distance of a write's ``ts`` from the unit's clock, s; a staler (replayed) or
+#: future stamp is refused with code -1. Engineering assumption: neither the V3 doc excerpt
+#: (protocols.md §3.5) nor pyasic/asic-rs give a window; clients stamp ``ts`` with their own
+#: clock (asic-rs ``Utc::now()``, the agent ``time.time()``), which NTP keeps within seconds
+#: of the unit's. Five minutes is the usual clock-skew allowance (Kerberos' default).
+TS_WINDOW_S = 300.0
 #: Accounts of API V3 (``admin`` is deprecated, §3.5); the sim authenticates ``super``.
 WRITE_ACCOUNT = "super"
 DEFAULT_PASSWORD = DEFAULT_LOGIN["whatsminer_v3"][1]
@@ -295,21 +302,45 @@ def miner_setting(device: SimDevice) -> dict[str, Any]:
 def write(device: SimDevice, cmd: str, request: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Authenticate and run one ``set.*`` command."""
     ts, account, token = request.get("ts"), request.get("account"), request.get("token")
-    if ts is None or not isinstance(account, str) or not isinstance(token, str):
+    stamp = _epoch(ts)
+    if stamp is None or not isinstance(account, str) or not isinstance(token, str):
         return _reply(device, cmd, INVALID_ITEM), None
     if not device.write_api or device.password == DEFAULT_PASSWORD:
         return _reply(device, cmd, NO_PERMISSION), None
     salt = device_salt(device)
-    expected = wmcrypto.v3_token(cmd, device.password, salt, ts)
+    expected = wmcrypto.v3_token(cmd, device.password, salt, str(ts))
     if account != WRITE_ACCOUNT or token != expected:
         return _reply(device, cmd, NO_PERMISSION), None
+    if not ts_fresh(device, stamp):
+        return _reply(device, cmd, FAIL, "ts out of range"), None
     param = request.get("param")
     try:
-        return _run(device, cmd, param, wmcrypto.v3_digest(cmd, device.password, salt, ts))
+        return _run(device, cmd, param, wmcrypto.v3_digest(cmd, device.password, salt, str(ts)))
     except UnsupportedControl:
         return _reply(device, cmd, FAIL), None  # the firmware cannot do it on this model
     except (KeyError, TypeError, ValueError):
         return _reply(device, cmd, INVALID_ITEM), None
+
+
+def _epoch(ts: Any) -> int | None:
+    """Return a write's ``ts`` as epoch seconds (an integer or a string of digits), else None."""
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, int):
+        return ts
+    if isinstance(ts, str) and ts.isascii() and ts.isdigit():
+        return int(ts)
+    return None
+
+
+def ts_fresh(device: SimDevice, stamp: int) -> bool:
+    """Whether ``stamp`` lies within TS_WINDOW_S of the unit's clock.
+
+    A real unit and its clients share NTP time. The simulated clock runs at a speed factor,
+    or stands still in tests, so the unit's clock is either the simulated one (what ``when``
+    shows) or the host's (what every real client stamps): a stamp near either is fresh.
+    """
+    return any(abs(stamp - now) <= TS_WINDOW_S for now in (device.now(), time.time()))
 
 
 def _run(device: SimDevice, cmd: str, param: Any, key: bytes) -> tuple[dict[str, Any], Any]:

@@ -89,12 +89,18 @@ def aes_ecb_decrypt(key: bytes, ciphertext: bytes) -> bytes:
 
 
 def strip_padding(plaintext: bytes) -> bytes:
-    """Remove NUL padding (btminer) or PKCS#7 padding (some V3 clients) from a plaintext."""
-    if plaintext and 0 < plaintext[-1] <= _AES_BLOCK:
-        n = plaintext[-1]
-        if plaintext.endswith(bytes([n]) * n):
-            return plaintext[:-n]
-    return plaintext.rstrip(b"\x00")
+    """Remove btminer's NUL padding; raise ValueError on any other padding.
+
+    V2 and V3 both pad with NUL bytes (protocols.md §3.2 "AES-256-ECB, NUL padding"; asic-rs
+    and the agent's V3 client pad V3 params the same way). A plaintext that ends in PKCS#7
+    padding (n bytes of value n, 1 ≤ n ≤ 16) is refused: JSON would read some of those bytes
+    (tab, newline, carriage return) as whitespace and let a wrongly padding client pass.
+    """
+    text = plaintext.rstrip(b"\x00")
+    n = text[-1] if text else 0
+    if 0 < n <= _AES_BLOCK and len(text) >= n and text.endswith(bytes([n]) * n):
+        raise ValueError("plaintext ends in PKCS#7 padding; btminer pads with NUL bytes")
+    return text
 
 
 def v3_digest(cmd: str, password: str, salt: str, ts: int | str) -> bytes:
