@@ -199,3 +199,29 @@ def test_cycle_too_big_for_the_cap_is_refused_not_written(db) -> None:
     assert store.counts()["cycles"] <= before["cycles"]  # pruned maybe, never over the cap
     assert store.size_bytes() <= 300_000
     store.close()
+
+
+def test_unread_lists_are_stored_as_null_not_as_empty(db, profile_s19jpro) -> None:
+    import math
+
+    from agent.features.signals import flatten
+
+    store = Store(db)
+    cycle = make_cycle(T0, ["a", "b"], profile=profile_s19jpro)
+    (snap_a, _), (snap_b, flat_b) = cycle.snapshots
+    unread = replace(snap_a, fans_rpm=None, error_codes=None, boards=None, pools=None)
+    read_empty = replace(snap_b, error_codes=(), pools=())
+    flat_a = flatten(unread, profile_s19jpro)
+    assert math.isnan(flat_a["fans_ok"])  # missing, not "no fan spinning"
+    assert math.isnan(flat_a["chips"])
+    store.write_cycle(replace(cycle, snapshots=[(unread, flat_a), (read_empty, flat_b)]))
+    rows = {
+        r[0]: r[1:]
+        for r in store.conn.execute(
+            "SELECT miner_id, fans_json, error_codes_json, pools_json FROM snapshots"
+        )
+    }
+    assert rows["a"] == (None, None, None)
+    assert rows["b"][1:] == ("[]", "[]")
+    assert store.counts()["boards"] == 3  # only b's
+    store.close()

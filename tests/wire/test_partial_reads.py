@@ -11,6 +11,7 @@ import pytest
 from agent.drivers.base import DriverConfig
 from agent.drivers.whatsminer import WhatsminerDriver
 from agent.errors import MinerResponseError
+from agent.snapshot import MinerSnapshot
 from tests.wire.conftest import FAST, QUICK_RETRY, V3_CREDS, WHATSMINER_CREDS
 from tests.wire.fakes import fixtures
 from tests.wire.fakes.framed_server import FakeV3Server
@@ -52,7 +53,9 @@ async def test_whatsminer_v2_failed_secondary_commands_read_none() -> None:
     assert snap.hashrate_ths == pytest.approx(124.5)  # the summary still reads
     assert snap.fans_rpm == (5400, 5280)
     assert (snap.boards, snap.pools, snap.error_codes) == (None, None, None)
-    assert snap.to_dict()["boards"] is None  # JSON null, not []
+    data = json.loads(json.dumps(snap.to_dict()))
+    assert (data["boards"], data["pools"], data["error_codes"]) == (None, None, None)  # not []
+    assert MinerSnapshot.from_dict(data) == snap  # null comes back as None, not ()
 
 
 async def test_whatsminer_v2_old_summary_error_count_zero_reads_empty() -> None:
