@@ -26,8 +26,10 @@ FIRMWARE_FAMILY = {
     "braiins": "braiins",
 }
 
-#: Stock Antminer power-mode switch takes 10–20 s (landscape.md §2, MOS docs); drawn per unit.
-ANTMINER_MODE_SWITCH_S = (10.0, 20.0)
+#: Stock Antminer power-mode switch takes 10–20 s (landscape.md §2, MOS docs). The profile's
+#: ``firmware.antminer.restart_s`` holds the upper end; each unit draws its own outage
+#: uniformly between this fraction of it and all of it (10 s of 20 s).
+MODE_SWITCH_MIN_FRACTION = 0.5
 #: A reboot takes 2–3 min (landscape.md §2: pool change triggers a 2–3 min reboot); per unit.
 REBOOT_S = (120.0, 180.0)
 #: Antminer hashrate ramp after the mining process starts. Engineering assumption.
@@ -52,7 +54,10 @@ TUNER_STEP_MHZ = 5.0
 #: Engineering assumption (the code's threshold is not published).
 LOW_HASHRATE_FRACTION = 0.8
 #: MicroBT "high performance" mode needs ambient ≤ 28 °C (landscape.md §2); above it the
-#: firmware raises code 610 (pyasic whatsminer error table).
+#: firmware raises code 610, "Environment temperature is too high for high performance mode"
+#: (pyasic whatsminer error table), and runs the normal mode's clock and power ceiling
+#: instead (engineering assumption: the mode is refused, not throttled, so a hot unit in
+#: high mode never does worse than in normal mode).
 HIGH_MODE_AMBIENT_MAX_C = 28.0
 #: Firmware families that always regulate to a power limit, with the stock limit in force
 #: until an operator sets one: Whatsminer reports a ``Power Limit`` on every unit and its
@@ -80,6 +85,16 @@ def pick_highest_fitting(reported_w: np.ndarray, target_w: float) -> int:
     """Index of the highest grid clock whose estimated power fits, else the lowest clock."""
     fits = np.nonzero(reported_w <= target_w)[0]
     return int(fits.max()) if fits.size else 0
+
+
+def mode_switch_max_s(profile: HardwareProfile) -> float:
+    """Longest stock mode-switch outage for this model: the profile's Antminer ``restart_s``.
+
+    Braiins units run on the same hardware and reuse it for stopping and starting bosminer;
+    Whatsminer restarts use WHATSMINER_DOWN_S instead, so the value is unused there (0).
+    """
+    stock = profile.firmware.get("antminer")
+    return stock.restart_s if stock is not None else 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,17 +148,21 @@ class FirmwareLogic:
     ) -> bool:
         """Whether power regulation must re-run the tuner for the running ``settings``.
 
-        True when the firmware's own steady estimate at the running clock is more than
+        True when the running clock is above the tuner's cap (high mode refused as ambient
+        rose), when the firmware's own steady estimate at the running clock is more than
         REGULATION_DEADBAND over the target (and a lower clock exists), or when the next
         higher tuner clock fits the target again. Only two points are estimated: the
         estimate rises with the clock, so this equals comparing with a full re-tune.
         """
-        target = self.power_target(settings)
+        target = self.power_target(settings, ambient_c)
         if target is None:
             return False
         cur, volt = float(settings["freq_mhz"]), float(settings["voltage_v"])
         limited = self.operator_limit(settings) is not None
-        grid = self.tuner_grid(self.tuner_cap(settings.get("power_mode", "normal"), limited))
+        mode = self.active_mode(settings.get("power_mode", "normal"), ambient_c)
+        grid = self.tuner_grid(self.tuner_cap(mode, limited))
+        if cur > grid[-1] + 1e-9:
+            return True
         above = grid[grid > cur + 1e-9][:1]
         freqs = np.concatenate(([cur], above))
         volts = np.concatenate(([volt], firmware_voltage(self.profile, above)))
@@ -151,6 +170,14 @@ class FirmwareLogic:
         est = th.power_w * (1.0 + self.params.power_bias)
         over = est[0] > target * (1.0 + REGULATION_DEADBAND) and cur > grid[0] + 1e-9
         return bool(over or (above.size > 0 and est[1] <= target))
+
+    def active_mode(self, mode: str, ambient_c: float) -> str:
+        """Mode the firmware runs for the configured ``mode``: high needs a cool room.
+
+        Above HIGH_MODE_AMBIENT_MAX_C a unit set to high runs the normal mode (and raises
+        code 610, see :meth:`error_codes`).
+        """
+        return "normal" if mode == "high" and ambient_c > HIGH_MODE_AMBIENT_MAX_C else mode
 
     def tuner_cap(self, mode: str, limited: bool) -> float:
         """Highest clock the tuner may pick: the mode's clock, or f_max for a Braiins target."""
@@ -166,16 +193,31 @@ class FirmwareLogic:
         """
         return self.profile.power.max_w if self.family in STOCK_LIMIT_FAMILIES else None
 
+    def stock_limit_for(self, mode: str) -> float | None:
+        """Stock power ceiling the firmware regulates to in ``mode`` (None: it has none).
+
+        High mode raises the clock cap and this ceiling by the same ``high_mode_fraction``
+        (engineering assumption, cited in the profiles). The high grid has a clock within one
+        5 MHz step above every normal pick, whose estimate is far less than 10 % higher, so
+        the tuner never picks a lower clock than in normal mode and high mode never yields
+        less hashrate unless protection throttles. ``Power Limit`` still shows the
+        configured limit (the profile's max_w), as the agent's knob bounds expect.
+        """
+        base = self.stock_limit_w
+        if base is None or mode != "high":
+            return base
+        return base * (self.knobs.high_mode_fraction or 1.0)
+
     def operator_limit(self, settings: dict) -> float | None:
         """Power limit an operator set through the API (None when none is in force)."""
         return settings.get("power_limit_w") if settings.get("limit_active", True) else None
 
-    def power_target(self, settings: dict) -> float | None:
+    def power_target(self, settings: dict, ambient_c: float) -> float | None:
         """Firmware-estimated W the tuner regulates to, or None when the tuner is idle.
 
-        The operator's limit, else the stock limit, times the power percent; a Braiins unit
-        with no target scales a percent from rated power. None while not hashing or on a
-        direct (manual) clock.
+        The operator's limit, else the stock ceiling of the running mode, times the power
+        percent; a Braiins unit with no target scales a percent from rated power. None while
+        not hashing or on a direct (manual) clock.
         """
         if not settings.get("mining", True) or settings.get("power_mode") == "sleep":
             return None
@@ -183,25 +225,30 @@ class FirmwareLogic:
             return None
         limit = self.operator_limit(settings)
         if limit is None:
-            limit = self.stock_limit_w
+            limit = self.stock_limit_for(
+                self.active_mode(settings.get("power_mode", "normal"), ambient_c)
+            )
         pct = float(settings.get("power_percent", 100.0))
         base = limit if limit is not None else (self.profile.rated.power_w if pct < 100 else None)
         return None if base is None else float(base) * pct / 100.0
 
-    def resolve(self, settings: dict, tuner_table: TunerTable) -> tuple[float, float, bool]:
+    def resolve(
+        self, settings: dict, tuner_table: TunerTable, ambient_c: float
+    ) -> tuple[float, float, bool]:
         """Return (freq, voltage, hashing) the firmware would run for ``settings``.
 
         ``tuner_table`` gives the tuner's view for a clock cap; it is called only when a
         power target is in force (an operator's or the stock limit, or a power percent).
-        The tuner never clocks above the power mode's clock unless an operator's Braiins
+        The tuner never clocks above the running mode's clock unless an operator's Braiins
         target allows it, so an unbinding stock limit leaves the mode clock as it is.
         """
-        mode = settings.get("power_mode", "normal")
-        if not settings.get("mining", True) or mode == "sleep":
+        configured = settings.get("power_mode", "normal")
+        if not settings.get("mining", True) or configured == "sleep":
             return 0.0, 0.0, False
         if settings.get("clock_manual"):
             return float(settings["freq_mhz"]), float(settings["voltage_v"]), True
-        target = self.power_target(settings)
+        mode = self.active_mode(configured, ambient_c)
+        target = self.power_target(settings, ambient_c)
         if target is None:
             f = self.mode_freq(mode)
             return f, float(firmware_voltage(self.profile, f)), True

@@ -17,6 +17,22 @@ HASHRATE_5S_NOISE = 0.015
 POWER_READING_NOISE = 0.005
 
 
+@dataclass(frozen=True, eq=False)
+class FaultState:
+    """Injected hardware faults of one unit (a snapshot)."""
+
+    boards_ok: tuple[bool, ...]
+    #: bool (boards, chips)
+    dead_chips: np.ndarray
+    fans_ok: tuple[bool, ...]
+    ambient_offset_c: float
+
+    @property
+    def alive_chips(self) -> np.ndarray:
+        """Bool (boards, chips): chip present, powered and not dead."""
+        return np.asarray(self.boards_ok)[:, None] & ~self.dead_chips
+
+
 @dataclass(frozen=True)
 class BoardState:
     """One hashboard as firmware would report it."""

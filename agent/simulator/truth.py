@@ -127,6 +127,7 @@ def _best_power_limit(unit: SimUnit, hp: float, price: float, t: float) -> tuple
     mode = unit.settings["power_mode"]
     if mode == "sleep":
         mode = "normal"
+    mode = unit.active_mode(mode, t)
     pct = unit.settings["power_percent"]
     grid, volts, reported = unit.tuner_table(unit.tuner_cap(mode, True), t)
     picks = [pick_highest_fitting(reported, lim * pct / 100.0) for lim in limits]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import structlog
@@ -31,11 +30,11 @@ from agent.simulator.counters import (
     HashCounters,
 )
 from agent.simulator.firmware import (
-    ANTMINER_MODE_SWITCH_S,
     ANTMINER_RAMP_S,
     FIRMWARE_FAMILY,
     HIGH_MODE_AMBIENT_MAX_C,
     LOW_HASHRATE_FRACTION,
+    MODE_SWITCH_MIN_FRACTION,
     REBOOT_S,
     REGULATION_DEADBAND,
     RETUNE_RAMP_S,
@@ -45,6 +44,7 @@ from agent.simulator.firmware import (
     WHATSMINER_DOWN_S,
     FirmwareLogic,
     UnsupportedControl,
+    mode_switch_max_s,
     pick_highest_fitting,
 )
 from agent.simulator.physics import OperatingPoint, UnitParams, draw_params
@@ -52,6 +52,7 @@ from agent.simulator.reading import (
     HASHRATE_5S_NOISE,
     POWER_READING_NOISE,
     BoardState,
+    FaultState,
     UnitReading,
     board_states,
     observe,
@@ -59,12 +60,12 @@ from agent.simulator.reading import (
 from agent.simulator.reading import chip_status as _chip_status  # noqa: F401  (tests import it)
 
 __all__ = [
-    "ANTMINER_MODE_SWITCH_S",
     "ANTMINER_RAMP_S",
     "FIRMWARE_FAMILY",
     "HASHRATE_5S_NOISE",
     "HIGH_MODE_AMBIENT_MAX_C",
     "LOW_HASHRATE_FRACTION",
+    "MODE_SWITCH_MIN_FRACTION",
     "POOL_DIFFICULTY",
     "POWER_READING_NOISE",
     "REBOOT_S",
@@ -87,22 +88,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class FaultState:
-    """Injected hardware faults of one unit (a snapshot)."""
-
-    boards_ok: tuple[bool, ...]
-    #: bool (boards, chips)
-    dead_chips: np.ndarray
-    fans_ok: tuple[bool, ...]
-    ambient_offset_c: float
-
-    @property
-    def alive_chips(self) -> np.ndarray:
-        """Bool (boards, chips): chip present, powered and not dead."""
-        return np.asarray(self.boards_ok)[:, None] & ~self.dead_chips
 
 
 class SimUnit:
@@ -128,7 +113,8 @@ class SimUnit:
         self.params: UnitParams = draw_params(profile, seed)
         self._fw = FirmwareLogic(profile, family, self.knobs, self.params)
         rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x51A7])
-        self._mode_switch_s = float(rng.uniform(*ANTMINER_MODE_SWITCH_S))
+        switch_max = mode_switch_max_s(profile)
+        self._mode_switch_s = float(rng.uniform(MODE_SWITCH_MIN_FRACTION * switch_max, switch_max))
         self._reboot_s = float(rng.uniform(*REBOOT_S))
         self._lock = threading.RLock()
         nb, nc = profile.hardware.boards, profile.hardware.chips_per_board
@@ -263,7 +249,7 @@ class SimUnit:
             waking = self._settings["power_mode"] == "sleep"
             self._settings["power_mode"] = mode
             self._clock_manual = False
-            # stock Antminer restarts bmminer on every mode write (10–20 s); Whatsminer mode
+            # stock Antminer restarts bmminer on every mode write (restart_s); Whatsminer mode
             # switches are applied live (engineering assumption) except waking from sleep,
             # which powers the boards on like power_on.
             if self.family == "antminer":
@@ -394,10 +380,21 @@ class SimUnit:
         """Highest clock the tuner may pick: the mode's clock, or f_max for a Braiins target."""
         return self._fw.tuner_cap(mode, limited)
 
+    def active_mode(self, mode: str, t: float | None = None) -> str:
+        """Mode the firmware runs at ``t`` for a configured ``mode`` (high needs a cool room)."""
+        return self._fw.active_mode(mode, self.ambient_c(t))
+
+    @property
+    def mode_switch_s(self) -> float:
+        """Outage of a stock mode switch or power-on on this unit, s (from the profile)."""
+        return self._mode_switch_s
+
     def resolve(self, settings: dict, t: float | None = None) -> tuple[float, float, bool]:
         """Return (freq, voltage, hashing) the firmware would run for ``settings`` at ``t``."""
         t = self.clock.now() if t is None else t
-        return self._fw.resolve(settings, lambda f_cap: self.tuner_table(f_cap, t))
+        return self._fw.resolve(
+            settings, lambda f_cap: self.tuner_table(f_cap, t), self.ambient_c(t)
+        )
 
     def protected_point(
         self, freq: float, volt: float, t: float

@@ -8,8 +8,8 @@ import pytest
 
 from agent.simulator.clock import SimClock
 from agent.simulator.unit import (
-    ANTMINER_MODE_SWITCH_S,
     ANTMINER_RAMP_S,
+    MODE_SWITCH_MIN_FRACTION,
     POWER_READING_NOISE,
     REGULATION_DEADBAND,
     WHATSMINER_DOWN_S,
@@ -97,10 +97,11 @@ def test_antminer_restart_with_an_explicit_outage_then_antminer_ramp(make_unit, 
 
 def test_antminer_restart_default_outage_is_the_mode_switch_time(make_unit, clock):
     unit = make_unit("s19pro", "antminer")
+    longest = unit.knobs.restart_s  # the profile's 10–20 s mode switch, upper end
     unit.restart_process()
-    clock.advance(ANTMINER_MODE_SWITCH_S[0] - 1)
+    clock.advance(MODE_SWITCH_MIN_FRACTION * longest - 1)
     assert not unit.is_up()
-    clock.advance(ANTMINER_MODE_SWITCH_S[1] - ANTMINER_MODE_SWITCH_S[0] + 2)
+    clock.advance((1 - MODE_SWITCH_MIN_FRACTION) * longest + 2)
     assert unit.is_up()
 
 
@@ -152,12 +153,13 @@ def test_before_the_fix_a_high_bias_unit_would_report_over_its_limit(profiles, c
     assert unit.reading().power_reported_w <= prof.power.max_w * STEADY_BOUND
 
 
-def test_high_mode_is_held_to_the_stock_limit_and_low_mode_is_not_raised(make_unit, clock):
+def test_high_mode_is_held_to_its_raised_stock_ceiling_and_low_mode_is_not_raised(make_unit, clock):
     unit = make_unit("m60s", "whatsminer_v3", seed=5)
     unit.set_power_mode("high")
     clock.advance(600)
     high = unit.reading()
-    assert high.power_reported_w <= unit.stock_limit_w * STEADY_BOUND
+    ceiling = unit.stock_limit_w * unit.knobs.high_mode_fraction
+    assert high.power_reported_w <= ceiling * STEADY_BOUND
     unit.set_power_mode("low")
     clock.advance(600)
     assert unit.settings["freq_mhz"] == pytest.approx(unit.mode_freq("low"))

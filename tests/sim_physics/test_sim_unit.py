@@ -9,7 +9,7 @@ import pytest
 
 from agent.simulator.clock import SimClock
 from agent.simulator.unit import (
-    ANTMINER_MODE_SWITCH_S,
+    MODE_SWITCH_MIN_FRACTION,
     REBOOT_S,
     WHATSMINER_DOWN_S,
     SimUnit,
@@ -143,9 +143,10 @@ def test_stock_antminer_has_no_power_limit_and_mode_switch_takes_10_to_20_s(make
     unit.set_power_mode("low")
     assert not unit.is_up()
     assert unit.web_up()
-    clock.advance(ANTMINER_MODE_SWITCH_S[0] - 1)
+    longest = unit.knobs.restart_s  # the profile's 10–20 s mode switch, upper end
+    clock.advance(MODE_SWITCH_MIN_FRACTION * longest - 1)
     assert not unit.is_up()
-    clock.advance(ANTMINER_MODE_SWITCH_S[1] - ANTMINER_MODE_SWITCH_S[0] + 2)
+    clock.advance((1 - MODE_SWITCH_MIN_FRACTION) * longest + 2)
     assert unit.is_up()
     clock.advance(300)
     low = unit.reading()
