@@ -30,10 +30,12 @@ def _hashprice_metrics(m: dict[str, Any]) -> dict[str, Any]:
         "skill_rmse_vs_persistence",
         "skill_mae_vs_ma7",
         "skill_mae_schedule_only_vs_persistence",
+        "dm_vs_schedule_only_abs_error",
         "coverage_p10_p90",
         "share_below_p10",
         "share_below_p90",
         "dm_vs_persistence_abs_error",
+        "shipped_interval_calibration_rows",
     )
     out = {k: m[k] for k in keep}
     out["mae"], out["mae_persistence"] = m["model"]["mae"], m["persistence"]["mae"]
@@ -54,7 +56,7 @@ def train(out: Path, quick: bool, report_dir: Path | None, channel: str, version
     from central.fleetdata import QUICK_FLEET, FleetConfig, simulate_fleet
     from central.market import load_btc_daily
     from central.miner_model import train_all_response
-    from central.report import write_report
+    from central.report import write_metrics, write_report
     from central.train import train_all_hashprice
 
     t0 = time.perf_counter()
@@ -111,8 +113,10 @@ def train(out: Path, quick: bool, report_dir: Path | None, channel: str, version
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     compiled = {k: v["verification"] for k, v in manifest["models"].items()}
     seconds = time.perf_counter() - t0
+    report_root = report_dir or out / "report"
+    write_metrics(report_root, manifest, hashprice)
     report = write_report(
-        report_dir or out / "report",
+        report_root,
         hashprice,
         miner,
         compiled,

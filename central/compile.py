@@ -259,12 +259,12 @@ def _golden_indices(rows: np.ndarray) -> list[int]:
     return [int(i) for i in np.concatenate([full, gaps])]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Metrics to strict JSON: NaN/inf become None, numpy scalars become Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -310,7 +310,7 @@ def write_bundle(
             "output_transform": spec.output_transform,
             "horizon_days": spec.horizon_days,
             "intervals": spec.intervals,
-            "metrics": _jsonable(spec.metrics),
+            "metrics": jsonable(spec.metrics),
             "golden": art["golden"],
             "verification": art["verification"],
         }

@@ -17,7 +17,7 @@ from central.compile import ModelSpec, write_bundle
 from central.dataset import HORIZONS, horizon_features, interval_scale, make_frame, offset_features
 from central.fleetdata import FleetConfig, simulate_fleet
 from central.market import load_btc_daily
-from central.miner_model import transformed_target
+from central.miner_model import HEALTH_DROPOUT, health_dropout, transformed_target
 from central.train import DEFAULT_PARAMS, conformal_quantiles, fit_rounds
 
 #: Fleet of the fixed bundle: every profile, two units each, a dozen settings per unit.
@@ -61,7 +61,7 @@ def build_fixed_bundle(
             )
         )
     telemetry = simulate_fleet(fleet)
-    X = telemetry[list(MINER_FEATURES)].astype(float)
+    X = health_dropout(telemetry[list(MINER_FEATURES)].astype(float), HEALTH_DROPOUT, seed=7)
     for target, (name, scale, offset) in TARGETS.items():
         booster = fit_rounds(params, X, transformed_target(telemetry, target), rounds)
         specs.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from central.compile import jsonable
 from central.miner_model import MinerResult
 from central.train import HashpriceResult
 
@@ -21,6 +23,12 @@ FIG_SIZE = (10, 4)
 FIG_DPI = 90
 #: Window of the rolling interval coverage plot, rows (forecast days).
 ROLLING_COVERAGE_DAYS = 90
+#: Significance level of the Diebold-Mariano tests the verdicts rest on.
+DM_ALPHA = 0.05
+#: A significant MAE skill below this is called a small edge (and explained).
+SMALL_EDGE_SKILL = 0.10
+#: How many of the latest walk-forward folds the verdict looks at for recent performance.
+RECENT_FOLDS = 2
 
 
 def _pct(x: float) -> str:
@@ -126,39 +134,102 @@ def plot_miner(results: list[MinerResult], out: Path) -> dict[str, str]:
     return files
 
 
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+
+
+def _p(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
+
+
+def hashprice_verdict(m: dict[str, Any], folds: list[dict[str, Any]]) -> tuple[str, str]:
+    """Headline and explanation of one horizon's verdict, from its metrics and folds.
+
+    Three questions, each answered only as far as the tests support: does the forecast
+    beat persistence (Diebold-Mariano on absolute errors), do the trees add anything over
+    the schedule-only baseline (DM against it), and is it holding up in the latest folds.
+    """
+    skill = m["skill_mae_vs_persistence"]
+    p_pers = m["dm_vs_persistence_abs_error"]["p_value"]
+    sched = m["skill_mae_schedule_only_vs_persistence"]
+    p_sched = m["dm_vs_schedule_only_abs_error"]["p_value"]
+    added = 100 * (skill - sched)
+    beats = skill > 0 and p_pers < DM_ALPHA
+    if beats:
+        head = "the forecast beats persistence"
+    elif not p_pers < DM_ALPHA:
+        head = "the forecast is not distinguishable from persistence"
+    else:
+        head = "the forecast is worse than persistence"
+    trees_help = added > 0 and p_sched < DM_ALPHA
+    if trees_help:
+        trees = "the trees add significant skill over the schedule-only baseline"
+    elif added < 0 and p_sched < DM_ALPHA:
+        trees = "the trees make it significantly worse than the schedule-only baseline"
+    else:
+        trees = "the trees add no significant skill over the schedule-only baseline"
+    recent = folds[-RECENT_FOLDS:]
+    below = [f for f in recent if f["skill_mae_vs_persistence"] < 0]
+    parts = [head, trees]
+    if recent and len(below) == len(recent):
+        n = len(recent)
+        parts.append(
+            f"the {_NUMBER_WORDS.get(n, n)} most recent folds are below persistence"
+            if n > 1
+            else "the most recent fold is below persistence"
+        )
+    headline = "; ".join(parts)
+    span = ", ".join(
+        f"{f['test_start']} .. {f['test_end']} ({_pct(f['skill_mae_vs_persistence'])})"
+        for f in below
+    )
+    notes = [
+        f"The known schedule alone (difficulty adjustment + halving, no trees) gives "
+        f"{_pct(sched)} MAE skill, so the trees add {added:+.1f} points on top of it "
+        f"(Diebold-Mariano vs schedule only p = {_p(p_sched)})."
+    ]
+    if not trees_help and skill > 0:
+        notes.append(
+            "Whatever edge over persistence there is comes from the known schedule, not from "
+            "the learned part of the model."
+        )
+    negative = [f for f in folds if f["skill_mae_vs_persistence"] < 0]
+    notes.append(
+        f"It was worse than persistence in {len(negative)} of {len(folds)} folds"
+        + (f" ({', '.join(f['test_start'][:7] for f in negative)})." if negative else ".")
+    )
+    if below:
+        n_recent = _NUMBER_WORDS.get(len(recent), len(recent))
+        which = (
+            f"the {n_recent} most recent folds"
+            if len(below) == len(recent) and len(recent) > 1
+            else f"{len(below)} of the {n_recent} most recent folds"
+        )
+        notes.append(f"Below persistence in {which}: {span}.")
+    if beats and trees_help and skill < SMALL_EDGE_SKILL:
+        notes.append(
+            "That is a small edge: hashprice is dominated by the BTC price, which this model "
+            "does not forecast."
+        )
+    elif not beats:
+        notes.append("Hashprice is dominated by the BTC price, which this model does not forecast.")
+    return headline, " ".join(notes)
+
+
 def _hashprice_section(res: HashpriceResult, figs: dict[str, str]) -> list[str]:
     m = res.metrics
     model, pers, ma7, sched = m["model"], m["persistence"], m["ma7"], m["schedule_only"]
     skill = m["skill_mae_vs_persistence"]
     dm = m["dm_vs_persistence_abs_error"]
-    sched_skill = m["skill_mae_schedule_only_vs_persistence"]
-    verdict = (
-        "beats"
-        if skill > 0 and dm["p_value"] < 0.05
-        else ("is not distinguishable from" if dm["p_value"] >= 0.05 else "is worse than")
-    )
+    headline, notes = hashprice_verdict(m, res.folds)
     first, last = res.oof.index[0].date(), res.oof.index[-1].date()
-    dm_sched = m["dm_vs_schedule_only_abs_error"]["p_value"]
-    negative = [f for f in res.folds if f["skill_mae_vs_persistence"] < 0]
-    worse = (
-        f"It was worse than persistence in {len(negative)} of {len(res.folds)} folds "
-        f"({', '.join(f['test_start'][:7] for f in negative)})."
-        if negative
-        else f"It beat persistence in all {len(res.folds)} folds."
-    )
     lines = [
         f"### {res.name}: mean hashprice over the next {res.horizon} day(s)",
         "",
-        f"**Verdict: the model {verdict} persistence** on {m['rows']} out-of-sample forecast "
-        f"days ({first} .. {last}): MAE {_pct(skill)} skill "
+        f"**Verdict: {headline}.** On {m['rows']} out-of-sample forecast days "
+        f"({first} .. {last}): MAE {_pct(skill)} skill vs persistence "
         f"({model['mae']:.5f} vs {pers['mae']:.5f} USD/TH/day), RMSE "
         f"{_pct(m['skill_rmse_vs_persistence'])}; Diebold-Mariano on absolute errors "
-        f"p = {dm['p_value']:.3f}. "
-        f"The known schedule alone (difficulty adjustment + halving, no trees) gives "
-        f"{_pct(sched_skill)}, so the trees add {100 * (skill - sched_skill):+.1f} points on top "
-        f"of it (Diebold-Mariano vs schedule only p = {dm_sched:.3f}). {worse} "
-        "That is a small edge: hashprice is dominated by the BTC price, which this model "
-        "does not forecast.",
+        f"p = {_p(dm['p_value'])}. {notes}",
         "",
         f"p10-p90 interval coverage **{100 * m['coverage_p10_p90']:.1f} %** (nominal 80 %; "
         f"{100 * m['share_below_p10']:.1f} % below p10, nominal 10 %; "
@@ -246,7 +317,24 @@ def _miner_section(results: list[MinerResult], figs: dict[str, str]) -> list[str
             f"{w['mae']:.2f} / {w['rmse']:.2f} / {w['r2']:.3f} | "
             f"{p['mae']:.2f} / {p['rmse']:.2f} / {p['r2']:.3f} | {mape} |"
         )
+    for r in results:
+        u = r.metrics["held_out_units_health_unknown"]
+        mape = f"{u['mape']:.1f} %" if "mape" in u else "n/a"
+        lines.append(
+            f"| {r.target}, health unknown | {u['mae']:.2f} / {u['rmse']:.2f} / {u['r2']:.3f} "
+            f"| - | - | {mape} |"
+        )
+    dropout = first.get("health_dropout", 0.0)
     lines += [
+        "",
+        f"Health dropout: every fit sets the whole health block missing on "
+        f"{100 * dropout:.0f} % of its training rows, so a unit whose health is unknown (polled "
+        "for less than the agent's health window, a fresh agent) gets a sane prediction; the "
+        "*health unknown* rows score the same held-out units with every health input set "
+        "missing. Health inputs are computed as the agent computes them from its polls "
+        "(`agent.inference.miner.health_from_features`, parity-tested against the real drivers), "
+        "including the ones a firmware does not report (stock Antminer: no power, so no chip "
+        "rise per kW; Whatsminer V3: no hardware-error counter).",
         "",
         "Held-out *units* (GroupKFold by unit) is the number that matters for a prior; "
         "held-out rows is optimistic because rows of one unit sit on both sides of the split. "
@@ -259,6 +347,11 @@ def _miner_section(results: list[MinerResult], figs: dict[str, str]) -> list[str
         "",
     ]
     return lines
+
+
+def _burn_in_text(hashprice: list[HashpriceResult]) -> str:
+    spans = {f"{b['test_start']} .. {b['test_end']}" for res in hashprice for b in res.burn_in}
+    return "burn-in residuals from " + ", ".join(sorted(spans)) if spans else "no burn-in"
 
 
 def write_report(
@@ -281,10 +374,18 @@ def write_report(
         "Data: daily BTC hashprice (USD per TH/s per day) computed in `central/market.py` from "
         "difficulty, the halving schedule, fees and price (Coin Metrics, blockchain.com, "
         "Bitcoin Visuals; provenance in `data/README.md`). Fee data are missing "
-        "2022-04-30 .. 2023-04-29 and after 2025-02-02; those days have no hashprice and are "
-        "neither trained on nor scored. Rows from 2016 train only; forecasts are scored "
-        "walk-forward from 2019-01-01. Target: log(mean hashprice over days t+1..t+h / "
-        "hashprice on day t); the trees learn what the scheduled effects do not explain.",
+        "2022-04-30 .. 2023-04-29 and after 2025-02-02; the first 3 days of each gap carry the "
+        "last fees per block forward (causal: a live feed cannot know how long a gap will "
+        "last), later days have no hashprice and are neither trained on nor scored. Rows "
+        "from 2016 train only; forecasts are scored walk-forward from 2019-01-01. Target: "
+        "log(mean hashprice over days t+1..t+h / hashprice on day t); the trees learn what "
+        "the scheduled effects do not explain.",
+        "",
+        "Intervals: normalised split-conformal, each fold calibrated only on earlier folds' "
+        "out-of-sample residuals whose target windows end before the fold starts (the "
+        "validation slice that chose rounds, configuration and features is never used). The "
+        f"first folds are calibrated on {_burn_in_text(hashprice)}, walk-forward folds that "
+        "are fitted like the scored ones but never scored.",
         "",
     ]
     for res in hashprice:
@@ -304,4 +405,40 @@ def write_report(
     lines.append("")
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_metrics(out: Path, manifest: dict[str, Any], hashprice: list[HashpriceResult]) -> Path:
+    """Write ``out/metrics.json``: the bundle's per-model metrics and the hashprice folds.
+
+    The committed copy next to ``report.md`` is what tests/ml/test_committed_report.py
+    gates on, so the must-show numbers are checked against what the code produced.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    body = {
+        "bundle_id": manifest["bundle_id"],
+        "created": manifest["created"],
+        "models": {name: entry["metrics"] for name, entry in manifest["models"].items()},
+        "verification": {name: entry["verification"] for name, entry in manifest["models"].items()},
+        "hashprice_folds": {
+            res.name: [
+                {
+                    k: f[k]
+                    for k in (
+                        "test_start",
+                        "test_end",
+                        "test_rows",
+                        "calibration_rows",
+                        "skill_mae_vs_persistence",
+                        "coverage_p10_p90",
+                    )
+                }
+                for f in res.folds
+            ]
+            for res in hashprice
+        },
+        "hashprice_burn_in": {res.name: res.burn_in for res in hashprice},
+    }
+    path = out / "metrics.json"
+    path.write_text(json.dumps(jsonable(body), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return path

@@ -12,18 +12,30 @@ settings                   ``power_mode_rank`` (sleep 0, low 1, normal 2, high 3
                            (temporary reduction, %), ``freq_mhz`` and ``voltage_v`` (direct
                            V/f, Braiins only) — each None when that knob is not used
 environment                ``ambient_c`` (intake/room temperature, °C; required)
-recent health              ``health_hashrate_ratio`` (recent hashrate / firmware-expected at
-                           its clock), ``health_boards_alive_frac``, ``health_fans_ok_frac``,
-                           ``health_hw_errors_per_h``, ``health_reported_power_ratio``
-                           (firmware-reported / wall power, needs a PDU),
-                           ``health_chip_rise_per_kw`` ((hottest chip - ambient) / wall kW)
-                           — None when unknown
+recent health              ``health_hashrate_ratio`` (hashrate / firmware-expected at its
+                           clock), ``health_boards_alive_frac``, ``health_fans_ok_frac``,
+                           ``health_hw_errors_per_h``, ``health_chip_rise_per_kw``
+                           ((hottest chip - ambient) / firmware-reported kW) — each None when
+                           unknown (the models are trained with health dropout, so a unit
+                           with no health history at all still gets a sane prediction)
 ========================== ==================================================================
 
-The health block maps onto the agent's rolling features (``agent.features.extract``):
-``hashrate_ratio_mean_1h``, ``1 - board_loss_mean_1h / boards``, ``fan_ratio_min_1h``,
-``hw_error_rate_mean_1h`` and (chip_temp_max_c_mean_1h - ambient) / (power_w_mean_1h / 1000).
-Training rows come from simulator readings (``central/fleetdata.py``), computed the same way.
+The health block comes from the daemon's streaming features (``agent.features.extract``
+names over ``HEALTH_WINDOW``) through :func:`health_from_features`:
+
+- ``health_hashrate_ratio`` = ``hashrate_ratio_mean_1h``
+- ``health_boards_alive_frac`` = ``1 - board_loss_mean_1h / boards`` (profile block)
+- ``health_fans_ok_frac`` = ``fan_ratio_min_1h``
+- ``health_hw_errors_per_h`` = ``hw_error_rate_mean_1h`` (None where the firmware reports
+  no hardware-error counter, e.g. Whatsminer V3)
+- ``health_chip_rise_per_kw`` = ``(chip_temp_max_c_mean_1h - ambient_c) /
+  (power_w_mean_1h / 1000)`` (None where the firmware reports no power, e.g. stock Antminer)
+
+Training rows (``central/fleetdata.py``) compute the same quantities from simulator
+readings the way the firmware reports them; ``tests/ml/test_health_parity.py`` polls
+simulated units through the real drivers and checks that both paths agree. A
+firmware-reported vs wall power ratio is deliberately not a feature: the agent has no
+wall-power reading, so the model must not learn to lean on one.
 
 Three compiled models predict scale-free targets; :class:`MinerResponseModel` converts them
 back: hashrate = ratio x rated TH/s, wall power = ratio x rated W, chip temperature =
@@ -57,9 +69,14 @@ HEALTH_FEATURES = (
     "health_boards_alive_frac",
     "health_fans_ok_frac",
     "health_hw_errors_per_h",
-    "health_reported_power_ratio",
     "health_chip_rise_per_kw",
 )
+#: Window of the daemon's features the health block is read from (must be in its schema).
+HEALTH_WINDOW = "1h"
+#: Fewest polls in ``HEALTH_WINDOW`` for health to count as known: below this every health
+#: input is None (a unit seen for a minute has no "recent health" yet). Six polls span at
+#: least five intervals, enough for a hardware-error rate and a stable mean.
+HEALTH_MIN_SAMPLES = 6
 MINER_FEATURES = (*PROFILE_FEATURES, *SETTINGS_FEATURES, "ambient_c", *HEALTH_FEATURES)
 #: Features that must be present; everything else may be None.
 REQUIRED_FEATURES = (*PROFILE_FEATURES, "ambient_c")
@@ -103,6 +120,43 @@ def feature_row(features: Mapping[str, float | None], names: Sequence[str]) -> l
             raise ModelError(f"required feature {name} is missing")
         row.append(None if value is None else float(value))
     return row
+
+
+def _known(features: Mapping[str, float | None], name: str) -> float | None:
+    """Return a finite number from ``features``, or None (absent, None and NaN: unknown)."""
+    value = features.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float):
+        raise ModelError(f"feature {name} is {type(value).__name__}, not a number")
+    return float(value) if math.isfinite(value) else None
+
+
+def health_from_features(features: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Map the daemon's streaming features onto the model's ``health_*`` inputs.
+
+    ``features`` is the merge of ``agent.features.extract.MinerFeatures.values()`` (its
+    schema must include ``HEALTH_WINDOW``), the profile block (:func:`profile_features`,
+    for ``boards``) and ``ambient_c``. Returns every name in ``HEALTH_FEATURES``; a value
+    that cannot be computed is None (missing), never 0. With fewer than
+    ``HEALTH_MIN_SAMPLES`` polls in the window, all of them are None.
+    """
+    w = HEALTH_WINDOW
+    out: dict[str, float | None] = dict.fromkeys(HEALTH_FEATURES)
+    samples = _known(features, f"samples_{w}")
+    if samples is None or samples < HEALTH_MIN_SAMPLES:
+        return out
+    out["health_hashrate_ratio"] = _known(features, f"hashrate_ratio_mean_{w}")
+    loss, boards = _known(features, f"board_loss_mean_{w}"), _known(features, "boards")
+    if loss is not None and boards is not None and boards > 0:
+        out["health_boards_alive_frac"] = min(1.0, max(0.0, 1.0 - loss / boards))
+    out["health_fans_ok_frac"] = _known(features, f"fan_ratio_min_{w}")
+    out["health_hw_errors_per_h"] = _known(features, f"hw_error_rate_mean_{w}")
+    chip, ambient = _known(features, f"chip_temp_max_c_mean_{w}"), _known(features, "ambient_c")
+    power = _known(features, f"power_w_mean_{w}")
+    if chip is not None and ambient is not None and power is not None and power > 0:
+        out["health_chip_rise_per_kw"] = (chip - ambient) / (power / 1000.0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ def test_target_is_the_log_ratio_of_the_future_mean(btc):
     assert y7[t] == pytest.approx(expect, rel=1e-12)
     y1 = targets(btc, 1)
     assert y1[t] == pytest.approx(np.log(hp[t + pd.Timedelta(days=1)] / hp[t]), rel=1e-12)
-    # a window touching the fee gap has no target
-    assert np.isnan(y7[pd.Timestamp("2022-04-25")])
-    assert np.isnan(y1[pd.Timestamp("2022-04-29")])
+    # a window touching the fee gap (after its first, imputed days) has no target
+    assert np.isfinite(y7[pd.Timestamp("2022-04-25")])  # 04-26 .. 05-02: imputed days
+    assert np.isnan(y7[pd.Timestamp("2022-04-26")])  # reaches 05-03: no fees known
+    assert np.isfinite(y1[pd.Timestamp("2022-05-01")])
+    assert np.isnan(y1[pd.Timestamp("2022-05-02")])
 
 
 def test_frames_drop_rows_without_targets_and_keep_nan_features(btc):

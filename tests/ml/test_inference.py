@@ -45,16 +45,17 @@ def test_repeated_calls_do_not_accumulate(bundle):
 
 def test_wrong_feature_count_is_refused(bundle):
     model = load_model(bundle, "miner_hashrate")
-    with pytest.raises(ModelError, match="expected 20 features"):
-        model.predict_row([1.0] * 19)
+    n = model.num_feature
+    with pytest.raises(ModelError, match=f"expected {n} features"):
+        model.predict_row([1.0] * (n - 1))
     with pytest.raises(ModelError, match="matrix"):
-        model.predict_batch(np.zeros((3, 21)))
+        model.predict_batch(np.zeros((3, n + 1)))
 
 
 def test_batch_shim_loop_and_rows_agree(bundle):
     shim = load_model(bundle, "miner_chip_temp")
     loop = load_model(bundle, "miner_chip_temp", use_shim=False)
-    X = np.random.default_rng(0).normal(size=(500, 20))
+    X = np.random.default_rng(0).normal(size=(500, shim.num_feature))
     X[::7, 3] = np.nan
     a, b = shim.predict_batch(X), loop.predict_batch(X)
     assert np.array_equal(a, b)

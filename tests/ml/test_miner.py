@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from agent.errors import ModelError
 from agent.inference.miner import (
+    HEALTH_FEATURES,
     MINER_FEATURES,
     MinerResponseModel,
     feature_row,
@@ -15,13 +17,18 @@ from agent.inference.miner import (
 from agent.inference.model import load_response_model
 from agent.profiles import load_profiles
 from central.fleetdata import health_features, simulate_unit
-from central.miner_model import hardware_splits, row_splits, transformed_target, unit_splits
+from central.miner_model import (
+    hardware_splits,
+    health_dropout,
+    health_unknown,
+    row_splits,
+    transformed_target,
+    unit_splits,
+)
 
 
 @pytest.fixture(scope="module")
 def telemetry():
-    import pandas as pd
-
     profiles = load_profiles()
     rows = []
     for pid, family in (("s19jpro", "antminer"), ("s19jpro", "braiins"), ("m50", "whatsminer")):
@@ -56,11 +63,34 @@ def test_health_features_from_a_reading():
     unit = SimUnit("u", prof, "antminer", 5, SimClock(speed=0))
     unit.fail_fan(0)
     unit.clock.advance(2000)
-    h = health_features(unit.reading(), prof.hardware.fans)
+    earlier = unit.reading()
+    unit.clock.advance(3600)
+    now = unit.reading()
+    h = health_features(now, prof.hardware.fans, earlier=earlier)
+    assert set(h) == set(HEALTH_FEATURES)
     assert h["health_fans_ok_frac"] == pytest.approx(0.75)
     assert h["health_boards_alive_frac"] == 1.0
     assert 0.8 < h["health_hashrate_ratio"] < 1.2
-    assert 0.7 < h["health_reported_power_ratio"] < 1.3
+    assert h["health_hw_errors_per_h"] == pytest.approx(now.hw_errors - earlier.hw_errors)
+    assert 5 < h["health_chip_rise_per_kw"] < 40
+    # what the firmware does not report is missing, as on the agent
+    stock = health_features(now, prof.hardware.fans, firmware="antminer", earlier=earlier)
+    assert stock["health_chip_rise_per_kw"] is None
+    assert stock["health_hw_errors_per_h"] == h["health_hw_errors_per_h"]
+
+
+def test_health_dropout_blanks_the_whole_block_on_a_fraction_of_rows(telemetry):
+    X = telemetry[list(MINER_FEATURES)].astype(float)
+    out = health_dropout(X, 0.25, seed=3)
+    blank = out[list(HEALTH_FEATURES)].isna().all(axis=1)
+    assert blank.sum() == round(0.25 * len(X))
+    assert X.loc[blank, list(HEALTH_FEATURES)].notna().any(axis=1).all()  # were known
+    kept = ~blank
+    pd.testing.assert_frame_equal(out[kept], X[kept])
+    others = [c for c in MINER_FEATURES if c not in HEALTH_FEATURES]
+    pd.testing.assert_frame_equal(out[others], X[others])
+    assert X[list(HEALTH_FEATURES)].notna().any(axis=1).all()  # the input is not modified
+    assert health_unknown(X)[list(HEALTH_FEATURES)].isna().all().all()
 
 
 def test_unit_splits_never_share_a_unit(telemetry):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from agent.errors import BundleError, ModelError
+from agent.inference import model as model_mod
 from agent.inference.bundle import open_bundle, platform_key, sha256_file
 from agent.inference.model import CompiledModel, load_model
 from central.compile import build_shim
@@ -40,6 +41,15 @@ int predict_batch_f64(void* fn, const double* X, int64_t n, int32_t c, int m, do
 """
 #: A shared object without the shim's entry points.
 EMPTY_C = "int unrelated(void) { return 0; }\n"
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Warning events of the model loader (captured, not printed), fallback log reset."""
+    events: list[str] = []
+    monkeypatch.setattr(model_mod, "_fallback_logged", set())
+    monkeypatch.setattr(model_mod.log, "warning", lambda event, **kw: events.append(event))
+    return events
 
 
 def _gcc(tmp_path: Path, name: str, source: str) -> Path:
@@ -76,7 +86,7 @@ def test_a_library_without_predict_is_a_model_error(tmp_path):
         CompiledModel("m", lib)
 
 
-def test_a_library_without_predict_falls_back_to_gtil(bundle_copy, tmp_path):
+def test_a_library_without_predict_falls_back_to_gtil(bundle_copy, tmp_path, warnings):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     rel = manifest["models"]["miner_power"]["libs"][platform_key()]
     stub = _meta_lib(tmp_path, "nopredict", "float32", "float32", "")
@@ -88,6 +98,7 @@ def test_a_library_without_predict_falls_back_to_gtil(bundle_copy, tmp_path):
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
     model = load_model(open_bundle(bundle_copy), "miner_power")
     assert model.backend == "gtil"
+    assert warnings == ["compiled_model_unavailable_using_gtil"]
 
 
 def test_mismatched_threshold_and_leaf_types_are_refused(tmp_path):
@@ -108,7 +119,7 @@ def test_float64_models_run_through_the_shim(tmp_path):
     assert model.predict_row([None, 1.0]) == 1.5
 
 
-def test_an_unloadable_shim_is_a_recorded_state_and_batches_loop(bundle_copy, tmp_path):
+def test_an_unloadable_shim_is_a_recorded_state_and_batches_loop(bundle_copy, tmp_path, warnings):
     _replace_shim(bundle_copy, _gcc(tmp_path, "empty", EMPTY_C))
     bundle = open_bundle(bundle_copy)
     model = load_model(bundle, "miner_power")
@@ -117,6 +128,7 @@ def test_an_unloadable_shim_is_a_recorded_state_and_batches_loop(bundle_copy, tm
     assert isinstance(model, CompiledModel)
     assert model.shim_error is not None
     assert "predict_batch_f32" in model.shim_error
+    assert warnings == ["batch_shim_unavailable_using_row_loop"]
     golden = bundle.model("miner_power").golden
     X = np.array([[math.nan if v is None else v for v in g.x] for g in golden])
     assert model.predict_batch(X) == pytest.approx([g.y for g in golden], abs=1e-4)
