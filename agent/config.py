@@ -69,6 +69,28 @@ DEFAULT_STATE_DIR = Path("/var/lib/hashpilot")
 #: Any other unknown key is an error, so typos do not pass silently.
 FOREIGN_TABLES = frozenset({"optimize", "api", "uplink", "actions", "inference", "market"})
 
+#: Settings whose rejected value ``explain`` may echo back: numbers, enums and paths only.
+#: Anything else (unknown keys, which may be a mistyped password; SecretStr fields;
+#: credential references; tables) is reported without its value, so a check-config run or a
+#: journald line never shows a secret someone put in the wrong place.
+ECHO_SAFE_SETTINGS = frozenset(
+    {
+        "state_dir",
+        "poll_interval_s",
+        "poll_timeout_s",
+        "max_in_flight",
+        "backoff_cap_s",
+        "jitter_s",
+        "raw_days",
+        "agg_days",
+        "disk_cap_mb",
+        "inventory",
+        "known_hosts",
+        "driver",
+        "api",
+    }
+)
+
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PortRole = Literal["rpc", "web", "v3", "ssh"]
 
@@ -359,11 +381,15 @@ def explain(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown setting (typo?)"
         got = e.get("input")
-        shown = (
-            ""
-            if got is None or isinstance(got, dict | list) or "secret" in loc
-            else f" (got {got!r})"
+        names = [p for p in e["loc"] if isinstance(p, str)]
+        safe = (
+            e["type"] != "extra_forbidden"
+            and bool(names)
+            and names[-1] in ECHO_SAFE_SETTINGS
+            and not isinstance(got, dict | list | SecretStr)
+            and got is not None
         )
+        shown = f" (got {got!r})" if safe else ""
         lines.append(f"{source}: {loc}: {msg}{shown}")
     return "\n".join(lines)
 

@@ -176,3 +176,24 @@ def test_check_config_explains_and_fails_clearly(tmp_path) -> None:
     assert fail.returncode == 2
     assert "ConfigError" in fail.stderr
     assert "'missing'" in fail.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "names"),
+    [
+        ('[[miners]]\nhost = "127.0.0.5"\npassword = "hunter2"', "hunter2", "miners.0.password"),
+        ("uplink_token = 123", "123", "uplink_token"),
+        ('[[miners]]\nhost = "127.0.0.5"\ncredentials = "root:S3cret!"', "S3cret", "credentials"),
+    ],
+)
+def test_rejected_values_that_may_be_secrets_are_never_echoed(tmp_path, text, secret, names):
+    cfg = write(tmp_path / "agent.toml", text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert names in str(err.value)
+    assert secret not in str(err.value)
+    assert "(got" not in str(err.value)
+    shown = _cli("check-config", "--config", str(cfg))
+    assert shown.returncode == 2
+    assert names in shown.stderr
+    assert secret not in shown.stdout + shown.stderr
