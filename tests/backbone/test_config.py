@@ -182,7 +182,7 @@ def test_check_config_explains_and_fails_clearly(tmp_path) -> None:
     ("text", "secret", "names"),
     [
         ('[[miners]]\nhost = "127.0.0.5"\npassword = "hunter2"', "hunter2", "miners.0.password"),
-        ("uplink_token = 123", "123", "uplink_token"),
+        ("uplink_token = 987654321", "987654321", "uplink_token"),
         ('[[miners]]\nhost = "127.0.0.5"\ncredentials = "root:S3cret!"', "S3cret", "credentials"),
     ],
 )
