@@ -155,6 +155,8 @@ def _print(plan: Any, as_json: bool) -> None:
     if as_json:
         for p in plan.proposals:
             out.write(json.dumps({"proposal": p.to_dict()}) + "\n")
+        for h in plan.held:
+            out.write(json.dumps({"held": h.to_dict()}) + "\n")
         for s in plan.skipped:
             out.write(
                 json.dumps(
@@ -194,7 +196,14 @@ def _print(plan: Any, as_json: bool) -> None:
             f"{p.miner_id:24s} {setting:>22s} {p.expected_delta_w:8.0f} "
             f"{p.expected_delta_ths:8.2f} {p.expected_delta_usd_day:8.3f} "
             f"{f'[{lo:.3f}, {hi:.3f}]':>18s} {p.constraint_margins['p_feasible']:6.3f} "
-            f"{p.risk:>6s}  {p.reason} ({p.evidence['trials']} trials)\n"
+            f"{p.risk:>6s}  {'[SAFETY RETREAT] ' if p.kind == 'safety_retreat' else ''}"
+            f"{p.reason} ({p.evidence['trials']} trials)\n"
+        )
+    for h in plan.held:
+        p_txt = "none" if h.p_feasible is None else f"{h.p_feasible:.3f}"
+        out.write(
+            f"{h.miner_id:24s} held (keep current, needs observation): P(ok) {p_txt} "
+            f"< {h.gate:g} (current {h.p_feasible_current:.3f}): {h.reason}\n"
         )
     for s in plan.skipped:
         out.write(f"{s.miner_id:24s} skipped: {s.error}: {s.reason}\n")

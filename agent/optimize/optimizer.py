@@ -85,6 +85,10 @@ PENALTY_REVENUE_FRACTION = 0.05
 #: Ambient change (°C) after which a prior that reads ambient is re-evaluated on the grid.
 AMBIENT_REPRIOR_C = 1.0
 
+#: Watts within which two settings count as drawing the same power when checking that a
+#: safe retreat does not raise power (below the 0.5 % trial noise of any unit).
+POWER_TIE_W = 1.0
+
 #: z of the two-sided 90 % interval reported around expected profit changes.
 INTERVAL_Z = 1.645
 
@@ -221,16 +225,7 @@ class UnitOptimizer:
         tp = physics.thermal_prior(context.profile)
         m = cfg.temp_margin_c
         self.thermal = ThermalModel(
-            tp.__class__(
-                tp.board_target_c,
-                tp.board_max_c - m,
-                tp.chip_max_c - m,
-                tp.rated_power_w,
-                tp.slope_c_per_w,
-                tp.slope_rel_sd,
-                tp.chip_over_board_c,
-                tp.chip_over_board_sd,
-            ),
+            dataclasses.replace(tp, board_max_c=tp.board_max_c - m, chip_max_c=tp.chip_max_c - m),
             seed=s + 3,
         )
         self.trials: list[_Trial] = []
@@ -373,30 +368,98 @@ class UnitOptimizer:
     def _retreat(
         self, cur_u: np.ndarray, post: dict[str, np.ndarray], reach: np.ndarray
     ) -> Settings:
-        """Nothing in reach is confidently feasible: fall back on what is known to work.
+        """Nothing in reach is confidently feasible: move only if that is measurably safer.
 
-        First choice: the most profitable measured setting that crossed no limit, if one
-        step away; else one trust-region step toward the stock setting (the factory's
-        own choice); with neither (no trials, stock out of reach), the reachable candidate
-        the models think most likely feasible.
+        Candidates are the reachable grid points and the measured settings that crossed no
+        limit and are one step away. First choice: one of them that *is* confidently
+        feasible (a measured setting can be, off the grid), the most profitable. Else the
+        safe retreat: the candidate with the highest P(feasible), provided it beats the
+        current setting's and draws no more power (ties go to profit). Else stay and
+        measure the current setting again ("needs observation") — never a step to a
+        setting the models think riskier than where the unit already is.
         """
+        gate = self.config.p_feasible
+        now = self.predict(self.current)
         known = [
             st
             for st in self._measured_feasible()
             if self.space.in_trust(cur_u, self.space.to_unit(st).reshape(1, -1))[0]
         ]
-        if known:
-            best = max(self.predict_many(known), key=lambda b: b.profit_usd_day)
-            target = best.settings
-        elif self.current != self.space.stock():
-            step = self.space.toward(cur_u, self.space.to_unit(self.space.stock()))
-            target = self._grid_settings[self._nearest(step)]
-        else:
-            target = self._grid_settings[int(np.argmax(np.where(reach, post["p_feas"], -1.0)))]
+        # (p_feasible, profit, power, settings) of every candidate
+        cands = [
+            (b.p_feasible, b.profit_usd_day, b.power_w, b.settings)
+            for b in (self.predict_many(known) if known else [])
+        ]
+        cands += [
+            (
+                float(post["p_feas"][i]),
+                float(post["profit"][i]),
+                float(post["p"][i]),
+                self._grid_settings[int(i)],
+            )
+            for i in np.flatnonzero(reach)
+        ]
+        ok = [c for c in cands if c[0] >= gate]
+        if ok:
+            target = max(ok, key=lambda c: c[1])[3]
+            log.info(
+                "optimizer_known_good", miner=self.space.miner_id, target=target.changed_fields()
+            )
+            return target
+        safer = [c for c in cands if c[0] > now.p_feasible and c[2] <= now.power_w + POWER_TIE_W]
+        if not safer:
+            log.info("optimizer_hold", miner=self.space.miner_id, p_feasible=now.p_feasible)
+            return self.current
+        p_best, _, _, target = max(safer, key=lambda c: (round(c[0], 3), c[1]))
         log.info(
-            "optimizer_safe_retreat", miner=self.space.miner_id, target=target.changed_fields()
+            "optimizer_safe_retreat",
+            miner=self.space.miner_id,
+            target=target.changed_fields(),
+            p_feasible=p_best,
+            p_feasible_current=now.p_feasible,
         )
         return target
+
+    def safety_target(self, gate: float | None = None) -> Posterior | None:
+        """For a unit whose current setting is below the gate: the best safe way down.
+
+        The most profitable grid setting that is confidently feasible and draws no more
+        power than the current one (any distance: lowering power only cools the unit), or
+        ``None`` when there is none (the caller may then propose sleep).
+        """
+        gate = self.config.p_feasible if gate is None else gate
+        now = self.predict(self.current)
+        post = self._grid_posterior()
+        ok = (post["p_feas"] >= gate) & (post["p"] <= now.power_w + POWER_TIE_W)
+        if not ok.any():
+            return None
+        i = int(np.argmax(np.where(ok, post["profit"], -np.inf)))
+        return self._as_posterior(post, i, self._grid_settings[i])
+
+    def sleep_posterior(self, settings: Settings, sleep_power_w: float) -> Posterior:
+        """Belief for a sleeping unit: no work, idle draw, always feasible (nothing hashes)."""
+        _, c = self.economics.rates()
+        amb = self.context.ambient
+        tp = self.thermal.prior
+        return Posterior(
+            settings=settings,
+            hashrate_ths=0.0,
+            hashrate_sd=0.0,
+            power_w=sleep_power_w,
+            power_sd=0.0,
+            chip_temp_c=amb,
+            chip_temp_sd=0.0,
+            board_temp_c=amb,
+            board_temp_sd=0.0,
+            hw_err_share=0.0,
+            hw_err_sd=0.0,
+            profit_usd_day=-c * sleep_power_w,
+            profit_sd=0.0,
+            p_feasible=1.0,
+            chip_limit_c=tp.chip_max_c,
+            board_limit_c=tp.board_max_c,
+            hw_err_limit=self.config.hw_err_max_share,
+        )
 
     def _ask_skopt(
         self, post: dict[str, np.ndarray], cur_u: np.ndarray, local: np.ndarray
@@ -415,14 +478,22 @@ class UnitOptimizer:
         return self._grid_settings[int(k)]
 
     def first_guess(self) -> Settings:
-        """Return the prior's best confidently feasible setting, one trust step from the current."""
+        """Return the prior's best confidently feasible setting, one trust step from the current.
+
+        The step lands on the reachable, confidently feasible grid point nearest the
+        straight step toward the best one (the step's own grid point may not be feasible);
+        with none reachable, the current setting.
+        """
         post = self._grid_posterior()
         feasible = post["p_feas"] >= self.config.p_feasible
-        if not feasible.any():
+        cur_u = self.space.to_unit(self.current)
+        local = feasible & self.space.in_trust(cur_u, self._grid_u)
+        if not local.any():
             return self.current
         i = int(np.argmax(np.where(feasible, post["profit"], -np.inf)))
-        cur_u = self.space.to_unit(self.current)
-        return self._grid_settings[self._nearest(self.space.toward(cur_u, self._grid_u[i]))]
+        step = self.space.toward(cur_u, self._grid_u[i]).reshape(1, -1)
+        dist = np.sum((self._grid_u - step) ** 2, axis=1)
+        return self._grid_settings[int(np.argmin(np.where(local, dist, np.inf)))]
 
     def set_current(self, settings: Settings) -> None:
         """Record that the unit now runs ``settings`` (e.g. put back after a trial campaign)."""

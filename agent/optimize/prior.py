@@ -74,9 +74,31 @@ CHIP_OVER_BOARD_C = 15.0
 CHIP_OVER_BOARD_SD_C = 10.0
 
 #: Relative 1-σ of the full-fan thermal slope. The profile carries no airflow data, so the
-#: slope comes from the assumption in :meth:`PhysicsPrior.board_temp`; ±35 % is wide enough
-#: that a 0.95 chance constraint keeps ~55 % headroom until the unit's own trials measure it.
+#: slope comes from the fan-speed evidence in :meth:`PhysicsPrior.full_fan_slope`; ±35 %
+#: covers that evidence's spread (fans at 74–98 % of full speed, ±11 % of the rise) and an
+#: unknown room temperature (±5 °C of a 20–45 °C rise), with margin.
 THERMAL_SLOPE_REL_SD = 0.35
+
+#: Fan speed, as a fraction of full speed, that holds a board at its target at rated
+#: power: the real fixtures run at 82–98 % (S19 Pro, antminer/v2020/stats.json fan1–4
+#: 5040–6000 of 6150 rpm) and 73–74 % (M60S, whatsminer/v3 get_miner_status_summary
+#: fan-speed-in/out 5400/5280 of ~7250 rpm); 0.86 is the middle of 0.74–0.98.
+FAN_FRACTION_AT_RATED = 0.86
+
+#: Room temperature those fixtures ran in, °C. Engineering assumption (the M60S fixture
+#: reports 28.5 °C "environment-temperature"; the S19 Pro fixture reports none).
+FIXTURE_ROOM_C = 25.0
+
+#: Forced-convection heat transfer grows as airflow^0.8 (Nusselt ∝ Re^0.8, textbook).
+AIRFLOW_EXPONENT = 0.8
+
+#: Softness (1-σ, as a fraction of the bound) of the vendor-rating bounds: stock power at
+#: the rated maximum ambient keeps the board under its throttle point and the chip under
+#: its limit (``ambient_max_c`` is the vendor's operating range, cited in each profile).
+#: The rating holds for nameplate power, but a unit's real draw differs from nameplate by
+#: 5–20 % either way (landscape.md §2 "Power truth": σ ≈ 13 % for a uniform ±5–20 %), and
+#: units differ from the typical one the rating describes; 15 % covers both.
+VENDOR_BOUND_REL_SD = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,35 +238,53 @@ class PhysicsPrior:
         f = c.freq_mhz_default * frac
         return OperatingPoint(f, self.voltage_for(prof, f))
 
-    def board_temp(self, profile: HardwareProfile, power_w: float, ambient_c: float) -> float:
-        """Hottest board sensor, °C: the fan loop holds the target until fans saturate.
+    def full_fan_slope(self, profile: HardwareProfile) -> float:
+        """Board rise over ambient per wall watt at full fan speed, °C/W (prior mean).
 
-        Assumption (documented, not sourced): at full fan speed the board rises linearly
-        with power, and the profile's maximum power at its maximum rated ambient lands
-        exactly on the board's maximum temperature.
+        At rated power in a :data:`FIXTURE_ROOM_C` room the fans run at
+        :data:`FAN_FRACTION_AT_RATED` and hold the board at its target; heat transfer scales
+        as airflow^0.8, so full speed leaves ``(target − room) · u^0.8`` of rise. (The old
+        rule — maximum power at the rated ambient lands on the board's maximum — put stock
+        Whatsminers over their throttle point at 35 °C, against the vendor's own rating,
+        and was 30–50 % hotter than the simulator at 25 °C.)
         """
         t = profile.thermal
-        span = t.board_temp_max_c - t.ambient_max_c
-        if span <= 0:
-            raise ModelError(f"{profile.id}: board_temp_max_c must exceed ambient_max_c")
-        return max(t.board_temp_target_c, ambient_c + span * power_w / profile.power.max_w)
+        rise = (t.board_temp_target_c - FIXTURE_ROOM_C) * FAN_FRACTION_AT_RATED**AIRFLOW_EXPONENT
+        if rise <= 0:
+            raise ModelError(f"{profile.id}: board target must exceed {FIXTURE_ROOM_C} °C")
+        return rise / profile.rated.power_w
+
+    def board_temp(self, profile: HardwareProfile, power_w: float, ambient_c: float) -> float:
+        """Hottest board sensor, °C: the fan loop holds the target until fans saturate."""
+        t = profile.thermal
+        return max(t.board_temp_target_c, ambient_c + self.full_fan_slope(profile) * power_w)
 
     def thermal_prior(self, profile: HardwareProfile) -> ThermalPrior:
-        """Return the thermal model's starting point for this profile (see :meth:`board_temp`)."""
+        """Return the thermal model's starting point for this profile.
+
+        Slope from :meth:`full_fan_slope`; the vendor's rating (stock power runs at the
+        rated maximum ambient) enters as two soft bounds: board rise at rated power ≤
+        ``board_temp_hot_c − ambient_max_c`` and chip over board ≤ ``chip_temp_max_c −
+        board_temp_hot_c``.
+        """
         t = profile.thermal
-        span = t.board_temp_max_c - t.ambient_max_c
-        if span <= 0:
-            raise ModelError(f"{profile.id}: board_temp_max_c must exceed ambient_max_c")
+        rise_max = t.board_temp_hot_c - t.ambient_max_c
+        chip_max = t.chip_temp_max_c - t.board_temp_hot_c
+        if rise_max <= 0 or chip_max <= 0:
+            raise ModelError(f"{profile.id}: thermal limits leave no room at the rated ambient")
         return ThermalPrior(
             board_target_c=t.board_temp_target_c,
             # the firmware throttles at "hot": that is the limit a proposal must respect
             board_max_c=t.board_temp_hot_c,
             chip_max_c=t.chip_temp_max_c,
             rated_power_w=profile.rated.power_w,
-            slope_c_per_w=span / profile.power.max_w,
+            slope_c_per_w=self.full_fan_slope(profile),
             slope_rel_sd=THERMAL_SLOPE_REL_SD,
             chip_over_board_c=CHIP_OVER_BOARD_C,
             chip_over_board_sd=CHIP_OVER_BOARD_SD_C,
+            rated_rise_max_c=rise_max,
+            chip_over_board_max_c=chip_max,
+            bound_rel_sd=VENDOR_BOUND_REL_SD,
         )
 
     def chip_temp(self, profile: HardwareProfile, power_w: float, board_c: float) -> float:

@@ -18,6 +18,11 @@ from agent.snapshot import Settings
 
 Risk = Literal["low", "medium", "high"]
 
+#: ``change``: a move whose P(feasible) meets the gate. ``safety_retreat``: the one
+#: documented exception (``fleet`` module doc) — the current setting is itself below the
+#: gate and the move draws no more power (or sleeps) and raises P(feasible).
+ProposalKind = Literal["change", "safety_retreat"]
+
 #: P(feasible) at or above which a measured setting counts as low risk.
 LOW_RISK_P_FEASIBLE = 0.99
 
@@ -41,6 +46,7 @@ class Proposal:
     risk: Risk
     reason: str = "tuning"
     switching_cost_usd_day: float = 0.0
+    kind: ProposalKind = "change"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +90,8 @@ def build_proposal(
     reason: str = "tuning",
     prior_note: str = "",
     sleep_power_w: float | None = None,
+    kind: ProposalKind = "change",
+    p_feasible_current: float | None = None,
 ) -> Proposal | None:
     """Build a proposal to move ``opt``'s unit to ``target`` (``None`` when it is already there)."""
     space = opt.space
@@ -110,6 +118,8 @@ def build_proposal(
         "hw_err_share": target.hw_err_limit - target.hw_err_share,
         "p_feasible": round(target.p_feasible, 4),
     }
+    if p_feasible_current is not None:
+        margins["p_feasible_current"] = round(p_feasible_current, 4)
     hw_off, hw_scale = opt.models["hashrate"].calibration()
     evidence = {
         "prior": prior_note or opt.prior.name,
@@ -136,5 +146,6 @@ def build_proposal(
         risk="low" if is_sleep(settings) else _risk(target, opt.config.p_feasible),
         reason=reason,
         switching_cost_usd_day=round(switch, 4),
+        kind=kind,
         extra={"hashprice_usd_per_th_day": hp, "usd_per_watt_day": c},
     )

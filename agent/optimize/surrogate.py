@@ -225,6 +225,13 @@ class ThermalPrior:
     #: Chip over hottest board at rated power, °C.
     chip_over_board_c: float
     chip_over_board_sd: float
+    #: The vendor's rating as a (soft) upper bound: at rated power with the fans at full
+    #: speed the board rises at most this much over ambient (``None`` = no bound) ...
+    rated_rise_max_c: float | None = None
+    #: ... and the chip sits at most this much over the board (``None`` = no bound).
+    chip_over_board_max_c: float | None = None
+    #: 1-σ softness of both vendor bounds, as a fraction of each bound.
+    bound_rel_sd: float = 0.15
 
 
 #: A board reading this far above the fan loop's target means the fans have saturated, so
@@ -235,9 +242,55 @@ SATURATION_MARGIN_C = 1.0
 #: the sampling error of a 0.95 estimate near ±0.01 (√(0.95·0.05/512)).
 THERMAL_DRAWS = 512
 
-#: Grid for the slope posterior: points, and its span in prior σ on either side.
+#: Points of each parameter's grid posterior, and its span in prior σ on either side.
 SLOPE_GRID_POINTS = 600
 SLOPE_GRID_SIGMAS = 6.0
+
+
+class GridPosterior:
+    """Posterior of one scalar β on a grid: Gaussian prior, Gaussian readings, soft bounds.
+
+    Readings are ``y = β·x + ε`` (exact Gaussian likelihood) or bounds ``β·x ≤ b`` (the
+    likelihood ``Φ((b − β·x)/σ)``), so a truncated prior and censored readings need no
+    special case. Draws are by inverse CDF at fixed stratified uniforms (deterministic).
+    """
+
+    def __init__(self, mean: float, sd: float, floor: float | None, u: np.ndarray) -> None:
+        lo = mean - SLOPE_GRID_SIGMAS * sd
+        if floor is not None:
+            lo = max(lo, floor)
+        self.grid = np.linspace(lo, mean + SLOPE_GRID_SIGMAS * sd, SLOPE_GRID_POINTS)
+        self._logprior = -0.5 * ((self.grid - mean) / sd) ** 2
+        self._loglik = np.zeros_like(self.grid)
+        self._u = u
+        self.draws = self._draw()
+
+    def weights(self) -> np.ndarray:
+        """Normalised posterior weights on the grid."""
+        logp = self._logprior + self._loglik
+        w = np.exp(logp - logp.max())
+        return w / w.sum()
+
+    def _draw(self) -> np.ndarray:
+        cdf = np.cumsum(self.weights())
+        idx = np.searchsorted(cdf, self._u * cdf[-1])
+        return self.grid[np.clip(idx, 0, len(self.grid) - 1)]
+
+    def observe(self, x: float, y: float, noise_sd: float) -> None:
+        """Add a reading ``y = β·x + ε``, ε ~ N(0, noise_sd²)."""
+        self._loglik += -0.5 * ((y - self.grid * x) / noise_sd) ** 2
+        self.draws = self._draw()
+
+    def bound(self, x: float, upper: float, sd: float) -> None:
+        """Add the soft bound ``β·x ≤ upper`` (σ = ``sd``)."""
+        self._loglik += np.log(np.maximum(_norm_cdf((upper - self.grid * x) / sd), 1e-300))
+        self.draws = self._draw()
+
+    def moments(self) -> tuple[float, float]:
+        """Posterior mean and 1-σ."""
+        w = self.weights()
+        mean = float(np.sum(w * self.grid))
+        return mean, float(np.sqrt(np.sum(w * (self.grid - mean) ** 2)))
 
 
 class ThermalModel:
@@ -245,13 +298,14 @@ class ThermalModel:
 
     The fan loop holds the board at its target until the fans saturate; past that the board
     rises as ``ambient + θ·P``; the chip sits ``c·P/P_rated`` above the board. ``θ`` and
-    ``c`` are one number each per unit:
+    ``c`` are one number each per unit, each on a grid posterior:
 
-    * ``c`` by conjugate Bayesian regression on every trial (chip − board);
-    * ``θ`` on a grid posterior: a saturated trial measures ``θ·P = board − ambient``; an
-      unsaturated one still bounds it, ``θ·P ≤ target − ambient`` (full fans would have
-      kept the board at or under target), which is what lets a unit that never ran hot
-      prove it has headroom.
+    * ``c`` from every trial that reports both temperatures (chip − board);
+    * ``θ``: a saturated trial measures ``θ·P = board − ambient``; an unsaturated one still
+      bounds it, ``θ·P ≤ target − ambient`` (full fans would have kept the board at or
+      under target), which is what lets a unit that never ran hot prove it has headroom;
+    * both start from the vendor's rating as a soft bound (stock power at the rated
+      ambient stays under the throttle and chip limits; see ``prior.thermal_prior``).
 
     Feasibility is the joint probability that both temperatures stay under their limits,
     by Monte Carlo over (θ, c, P) with fixed draws (deterministic for a seed).
@@ -259,39 +313,21 @@ class ThermalModel:
 
     def __init__(self, prior: ThermalPrior, seed: int = 0) -> None:
         self.prior = prior
-        t0, sd0 = prior.slope_c_per_w, prior.slope_rel_sd * prior.slope_c_per_w
-        lo = max(t0 - SLOPE_GRID_SIGMAS * sd0, t0 * 1e-3)
-        self._grid = np.linspace(lo, t0 + SLOPE_GRID_SIGMAS * sd0, SLOPE_GRID_POINTS)
-        self._logprior = -0.5 * ((self._grid - t0) / sd0) ** 2
-        self._loglik = np.zeros_like(self._grid)
-        self._c = (prior.chip_over_board_c, prior.chip_over_board_sd**2)
         rng = np.random.default_rng(seed)
-        self._z = rng.standard_normal((2, THERMAL_DRAWS))
-        self._u = (rng.permutation(THERMAL_DRAWS) + 0.5) / THERMAL_DRAWS
-        self._theta_draws = self._draw_theta()
+        self._z = rng.standard_normal(THERMAL_DRAWS)
+        u_theta = (rng.permutation(THERMAL_DRAWS) + 0.5) / THERMAL_DRAWS
+        u_c = (rng.permutation(THERMAL_DRAWS) + 0.5) / THERMAL_DRAWS
+        t0 = prior.slope_c_per_w
+        self.theta = GridPosterior(t0, prior.slope_rel_sd * t0, t0 * 1e-3, u_theta)
+        self.chip = GridPosterior(prior.chip_over_board_c, prior.chip_over_board_sd, None, u_c)
+        if prior.rated_rise_max_c is not None:
+            rise = prior.rated_rise_max_c
+            self.theta.bound(prior.rated_power_w, rise, prior.bound_rel_sd * rise)
+        if prior.chip_over_board_max_c is not None:
+            c_max = prior.chip_over_board_max_c
+            self.chip.bound(1.0, c_max, prior.bound_rel_sd * c_max)
         self.n_saturated = 0
         self.n = 0
-
-    @staticmethod
-    def _update(
-        post: tuple[float, float], x: float, y: float, noise_sd: float
-    ) -> tuple[float, float]:
-        """Conjugate update of y = β·x + ε for a scalar β ~ N(mean, var)."""
-        mean, var = post
-        prec = 1.0 / var + x * x / noise_sd**2
-        new_var = 1.0 / prec
-        return new_var * (mean / var + x * y / noise_sd**2), new_var
-
-    def _posterior_weights(self) -> np.ndarray:
-        logp = self._logprior + self._loglik
-        w = np.exp(logp - logp.max())
-        return w / w.sum()
-
-    def _draw_theta(self) -> np.ndarray:
-        """Slope draws by inverse-CDF on the grid posterior (stratified, fixed uniforms)."""
-        cdf = np.cumsum(self._posterior_weights())
-        idx = np.searchsorted(cdf, self._u * cdf[-1])
-        return self._grid[np.clip(idx, 0, len(self._grid) - 1)]
 
     def tell(
         self,
@@ -307,28 +343,25 @@ class ThermalModel:
         self.n += 1
         if board_c is not None and chip_c is not None:
             x = power_w / self.prior.rated_power_w
-            self._c = self._update(self._c, x, chip_c - board_c, noise_sd * math.sqrt(2))
+            self.chip.observe(x, chip_c - board_c, noise_sd * math.sqrt(2))
         if board_c is None:
             return
-        pred = self._grid * power_w
         if board_c > self.prior.board_target_c + SATURATION_MARGIN_C:
             self.n_saturated += 1
-            self._loglik += -0.5 * ((board_c - ambient_c - pred) / noise_sd) ** 2
+            self.theta.observe(power_w, board_c - ambient_c, noise_sd)
         else:
             bound = max(board_c, self.prior.board_target_c) - ambient_c
-            self._loglik += np.log(np.maximum(_norm_cdf((bound - pred) / noise_sd), 1e-300))
-        self._theta_draws = self._draw_theta()
+            self.theta.bound(power_w, bound, noise_sd)
 
     def params(self) -> dict[str, float]:
         """Posterior means and 1-σ of the two thermal parameters."""
-        w = self._posterior_weights()
-        mean = float(np.sum(w * self._grid))
-        sd = float(np.sqrt(np.sum(w * (self._grid - mean) ** 2)))
+        t_mean, t_sd = self.theta.moments()
+        c_mean, c_sd = self.chip.moments()
         return {
-            "slope_c_per_w": mean,
-            "slope_sd": sd,
-            "chip_over_board_c": self._c[0],
-            "chip_over_board_sd": math.sqrt(self._c[1]),
+            "slope_c_per_w": t_mean,
+            "slope_sd": t_sd,
+            "chip_over_board_c": c_mean,
+            "chip_over_board_sd": c_sd,
         }
 
     def predict(
@@ -338,14 +371,12 @@ class ThermalModel:
         p = self.prior
         pw = np.maximum(
             np.asarray(power_w, dtype=float).reshape(-1, 1)
-            + np.asarray(power_sd, dtype=float).reshape(-1, 1) * self._z[0],
+            + np.asarray(power_sd, dtype=float).reshape(-1, 1) * self._z,
             0.0,
         )
-        theta = self._theta_draws
-        c = self._c[0] + math.sqrt(self._c[1]) * self._z[1]
-        board = np.maximum(p.board_target_c, ambient_c + theta * pw)
+        board = np.maximum(p.board_target_c, ambient_c + self.theta.draws * pw)
         board = np.where(pw > 0, board, ambient_c)
-        chip = board + c * pw / p.rated_power_w
+        chip = board + self.chip.draws * pw / p.rated_power_w
         ok = (board <= p.board_max_c) & (chip <= p.chip_max_c)
         return {
             "board": board.mean(axis=1),

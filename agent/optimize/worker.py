@@ -18,7 +18,9 @@ Request::
                             "chip_temp_c": ..., "board_temp_c": ..., "env_temp_c": ...,
                             "hw_err_share": ..., "throttled": false}]}]}
 
-Response: ``{"proposals": [Proposal.to_dict()...], "skipped": [...], "budget": {...}|null}``.
+Response: ``{"proposals": [Proposal.to_dict()...], "held": [Held.to_dict()...],
+"skipped": [...], "budget": {...}|null}`` — ``held`` lists units kept on their current
+settings by the feasibility gate ("needs observation", see ``fleet``).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "proposals": [p.to_dict() for p in plan.proposals],
+        "held": [h.to_dict() for h in plan.held],
         "skipped": [
             {"miner_id": s.miner_id, "error": s.error, "reason": s.reason} for s in plan.skipped
         ],
