@@ -1,8 +1,12 @@
 """Child process for the kill -9 test: poll fake miners as fast as possible, print commits.
 
-Usage: python -m tests.backbone._writer_child DB MINERS [CYCLES]. After each cycle commits,
-prints ``committed <cycle_id> <snapshots> <gaps>`` and flushes, so every printed line is an
-acknowledged commit. Runs the real Poller -> Backbone -> Store path (durable settings).
+Usage: python -m tests.backbone._writer_child DB MINERS [CYCLES]. Right before a cycle's
+transaction begins, prints ``begin <cycle_id>``; after it commits, ``committed <cycle_id>
+<snapshots> <gaps>`` (both flushed), so every ``committed`` line is an acknowledged commit and
+a kill after ``begin n`` without ``committed n`` interrupted cycle n in flight. Runs the real
+Poller -> Backbone -> Store path (durable settings). The store's connection sleeps briefly
+every few thousand SQLite VM steps (a progress handler) so a transaction lasts long enough
+for the parent's kill to land inside it rather than between cycles.
 """
 
 from __future__ import annotations
@@ -20,6 +24,31 @@ from agent.scheduler import Backbone
 from agent.store import AsyncStore, Store
 from tests.backbone.conftest import FakeDriver, make_snapshot
 
+#: SQLite VM steps between pauses, and the pause: stretches one 400-miner cycle's
+#: transaction to roughly 0.1-0.3 s so kills spread across it.
+STEPS_PER_PAUSE = 2_000
+PAUSE_S = 0.002
+
+
+def announce_transactions(store: Store) -> None:
+    """Wrap ``store.write_cycle`` to print ``begin <n>`` just before its transaction."""
+    original = store.write_cycle
+
+    def write_cycle(cycle):  # type: ignore[no-untyped-def]
+        next_id = store.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM cycles").fetchone()[0]
+        sys.stdout.write(f"begin {next_id}\n")
+        sys.stdout.flush()
+        return original(cycle)
+
+    store.write_cycle = write_cycle  # type: ignore[method-assign]
+
+    def pause() -> int:
+        if store.conn.in_transaction:
+            time.sleep(PAUSE_S)
+        return 0
+
+    store.conn.set_progress_handler(pause, STEPS_PER_PAUSE)
+
 
 def script(miner_id: str, index: int):
     def read(call: int):
@@ -31,7 +60,9 @@ def script(miner_id: str, index: int):
 
 
 async def main(db: Path, miners: int, cycles: int | None) -> None:
-    store = AsyncStore(Store(db))
+    raw = Store(db)
+    announce_transactions(raw)
+    store = AsyncStore(raw)
     coordinators = [
         MinerCoordinator(
             FakeDriver(f"m{i:04d}", script(f"m{i:04d}", i)),
