@@ -26,6 +26,8 @@ HELP = "Run the agent daemon: poll miners, keep the store and the features."
 DEFAULT_CONFIG = Path("/etc/hashpilot/agent.toml")
 #: Probes in flight while identifying: each opens up to four connections.
 IDENTIFY_CONCURRENCY = 64
+#: A start-up interrupted by SIGTERM gives its identify probes this long to unwind.
+STARTUP_CANCEL_TIMEOUT_S = 5.0
 #: Credential reference used for miners found by scanning.
 SCAN_CREDENTIALS = "default"
 
@@ -139,6 +141,11 @@ class _Fleet:
         return [c for c in found if c is not None]
 
 
+async def _initial(fleet: _Fleet, astore: Any) -> list[MinerCoordinator]:
+    """Coordinators for the configured miners, identifying those the store does not know."""
+    return await fleet.initial(await astore.known_configs())
+
+
 async def serve(
     settings: AgentSettings,
     *,
@@ -148,16 +155,9 @@ async def serve(
 ) -> int:
     """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT); return the exit status."""
     import asyncio
-    import gc
     import signal
 
     import structlog
-
-    from agent.features.extract import FeatureSchema, FleetFeatures
-    from agent.poller import Poller
-    from agent.profiles import find_profile
-    from agent.scheduler import Backbone
-    from agent.store import AsyncStore, Store
 
     if make_driver is None or identify is None:
         from agent.drivers import factory
@@ -165,6 +165,53 @@ async def serve(
         make_driver = make_driver or factory.make_driver
         identify = identify or factory.identify
     log = structlog.get_logger(__name__)
+    # Signals first: a SIGTERM while the store opens or miners are identified (up to
+    # IDENTIFY_TIMEOUT_S a probe) stops start-up cleanly instead of killing the process.
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _serve(settings, make_driver, identify, stop, log)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> tuple[bool, Any]:
+    """Await ``work`` unless ``stop`` is set first (then cancel it); ``(finished, result)``."""
+    import asyncio
+
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=STARTUP_CANCEL_TIMEOUT_S)
+    if not task.done() or task.cancelled():
+        return False, None
+    return True, task.result()
+
+
+async def _serve(
+    settings: AgentSettings,
+    make_driver: MakeDriver,
+    identify: Identify,
+    stop: asyncio.Event,
+    log: Any,
+) -> int:
+    """Start-up (cancellable by ``stop``), then poll until ``stop`` is set."""
+    import gc
+
+    from agent.features.extract import FeatureSchema, FleetFeatures
+    from agent.poller import Poller
+    from agent.profiles import find_profile
+    from agent.scheduler import Backbone
+    from agent.store import AsyncStore, Store
+
     store = Store(
         settings.store_path,
         disk_cap_bytes=settings.disk_cap_bytes,
@@ -174,10 +221,14 @@ async def serve(
     astore = AsyncStore(store)
     try:
         fleet = _Fleet(settings, make_driver, identify)
-        coordinators = await fleet.initial(await astore.known_configs())
+        finished, coordinators = await _until_stopped(_initial(fleet, astore), stop)
     except BaseException:
         await astore.close()
         raise
+    if not finished:
+        log.info("agent_stopped_during_startup")
+        await astore.close()
+        return 0
     profiles: dict[tuple[str, str | None], Any] = {}
 
     def profile_for(snap: Any) -> Any:
@@ -206,10 +257,6 @@ async def serve(
         poll_interval_s=settings.poll_interval_s,
         discover=discover if needs_discovery else None,
     )
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     backbone.start()
     log.info(
         "agent_started",
@@ -222,8 +269,6 @@ async def serve(
         await stop.wait()
     finally:
         log.info("agent_stopping")
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         await backbone.stop()
         log.info("agent_stopped", last_cycle=backbone.last_cycle_id)
     return 0
