@@ -188,6 +188,8 @@ class Store:
             self.conn.close()
             raise
         self._last_cycle_bytes = 0
+        #: The last aggregation/pruning failure after a committed cycle, until one succeeds.
+        self.maintenance_error: str | None = None
         self._next_snapshot_id = self._scalar("SELECT coalesce(max(id), 0) + 1 FROM snapshots")
 
     # -- opening --------------------------------------------------------------------------
@@ -271,7 +273,9 @@ class Store:
         """Commit one cycle atomically and return its id; prune first if the cap needs room.
 
         Raises ``StoreError`` (writing nothing) if the cycle cannot fit under the disk cap
-        even after pruning everything prunable.
+        even after pruning everything prunable, or cannot be written. Once the cycle has
+        committed its id is returned: a failing aggregation or pruning afterwards is logged
+        (``store_maintenance_failed``) and kept in ``maintenance_error``, never raised.
         """
         if self.disk_cap_bytes:
             self._make_room(cycle)
@@ -310,9 +314,21 @@ class Store:
             raise StoreError(f"{self.path}: writing cycle failed: {err}") from err
         self._next_snapshot_id = first_id + len(cycle.snapshots)
         self._last_cycle_bytes = max(self.size_bytes() - before, 0)
-        self.aggregate(cycle.started)
-        if self.disk_cap_bytes and self.size_bytes() > CAP_HIGH_WATER * self.disk_cap_bytes:
-            self.enforce_cap()
+        # The cycle is committed: a failure from here on is upkeep, not lost polls.
+        try:
+            self.aggregate(cycle.started)
+            if self.disk_cap_bytes and self.size_bytes() > CAP_HIGH_WATER * self.disk_cap_bytes:
+                self.enforce_cap()
+        except StoreError as err:
+            if self.maintenance_error is None:
+                log.error("store_maintenance_failed", cycle=cycle_id, error=str(err))
+            else:
+                log.debug("store_maintenance_still_failing", cycle=cycle_id, error=str(err))
+            self.maintenance_error = str(err)
+        else:
+            if self.maintenance_error is not None:
+                log.info("store_maintenance_recovered", cycle=cycle_id)
+            self.maintenance_error = None
         return cycle_id
 
     def _make_room(self, cycle: Cycle) -> None:

@@ -225,3 +225,34 @@ def test_unread_lists_are_stored_as_null_not_as_empty(db, profile_s19jpro) -> No
     assert rows["b"][1:] == ("[]", "[]")
     assert store.counts()["boards"] == 3  # only b's
     store.close()
+
+
+def test_upkeep_failing_after_commit_still_returns_the_committed_cycle(db) -> None:
+    import structlog
+
+    store = Store(db)
+    store.write_cycle(make_cycle(T0, ["a", "b"]))
+    # Aggregation fails from now on (a real SQLite error, raised inside aggregate()).
+    store.conn.execute(
+        "CREATE TEMP TRIGGER no_agg BEFORE INSERT ON main.aggregates_5m "
+        "BEGIN SELECT RAISE(ABORT, 'aggregates unwritable'); END"
+    )
+    later = T0 + 3600  # closes the first buckets, so aggregate() has rows to fold
+    with structlog.testing.capture_logs() as events:
+        cid = store.write_cycle(make_cycle(later, ["a", "b"]))
+        cid2 = store.write_cycle(make_cycle(later + 30, ["a", "b"]))
+    assert (cid, cid2) == (2, 3)
+    assert store.conn.execute("SELECT count(*) FROM cycles").fetchone()[0] == 3
+    assert store.maintenance_error is not None
+    assert "aggregates unwritable" in store.maintenance_error
+    failed = [e for e in events if e["event"] == "store_maintenance_failed"]
+    assert len(failed) == 1  # once, repeats at debug
+    assert failed[0]["log_level"] == "error"
+    store.conn.execute("DROP TRIGGER temp.no_agg")
+    with structlog.testing.capture_logs() as events:
+        store.write_cycle(make_cycle(later + 60, ["a", "b"]))
+    assert store.maintenance_error is None
+    assert [e["event"] for e in events if "maintenance" in e["event"]] == [
+        "store_maintenance_recovered"
+    ]
+    store.close()
