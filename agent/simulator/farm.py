@@ -246,7 +246,9 @@ class Farm:
             await asyncio.gather(*(lst.close() for lst in self._listeners[i : i + OPEN_BATCH]))
         await self.connections.cancel_all()
         self._started = False
-        log.info("sim_farm_stopped", units=len(self.units))
+        log.info(
+            "sim_farm_stopped", units=len(self.units), handler_errors=self.handler_errors.count
+        )
 
     async def __aenter__(self) -> Farm:
         await self.start()
