@@ -127,6 +127,8 @@ class FleetRow:
     chip_temp_max_c: float | None
     last_error_class: str | None
     last_error: str | None
+    #: When the miner last answered a poll (epoch seconds), ``None`` if never.
+    last_success: float | None = None
 
 
 def _sql(value: Any) -> Any:
@@ -441,6 +443,31 @@ class Store:
             ],
         )
 
+    def write_unidentified(self, failures: Sequence[Gap], hosts: Mapping[str, str]) -> None:
+        """Record listed miners that could not be identified (state ``unidentified``).
+
+        A miner the store already knows as identified (it has a driver) keeps its row.
+        """
+        self._transaction(
+            """INSERT INTO miners (id, host, state, last_error_ts, last_error_class, last_error,
+                   updated) VALUES (?,?,'unidentified',?,?,?,?)
+               ON CONFLICT(id) DO UPDATE SET last_error_ts=excluded.last_error_ts,
+                   last_error_class=excluded.last_error_class, last_error=excluded.last_error,
+                   updated=excluded.updated, failures=failures + 1
+               WHERE driver IS NULL""",
+            [
+                (
+                    g.miner_id,
+                    hosts[g.miner_id],
+                    g.ts,
+                    g.error_class,
+                    g.message[:GAP_MESSAGE_CHARS],
+                    g.ts,
+                )
+                for g in failures
+            ],
+        )
+
     def write_features(
         self, ts: float, schema_hash: str, vectors: Mapping[str, Sequence[float]]
     ) -> None:
@@ -612,7 +639,7 @@ class Store:
         rows = self.conn.execute(
             """SELECT m.id, m.host, coalesce(s.model, m.model), m.state, s.ts, s.hashrate_ths,
                       s.expected_ths, s.power_w, s.rated_power_w, s.chips, s.expected_chips,
-                      s.chip_temp_max_c, m.last_error_class, m.last_error
+                      s.chip_temp_max_c, m.last_error_class, m.last_error, m.last_success
                FROM miners m LEFT JOIN snapshots s ON s.id = m.last_snapshot_id ORDER BY m.id"""
         ).fetchall()
         return [FleetRow(*r) for r in rows]
@@ -677,6 +704,10 @@ class AsyncStore:
     ) -> None:
         """See :meth:`Store.write_features`."""
         await self._run(self.store.write_features, ts, schema_hash, vectors)
+
+    async def write_unidentified(self, failures: Sequence[Gap], hosts: Mapping[str, str]) -> None:
+        """See :meth:`Store.write_unidentified`."""
+        await self._run(self.store.write_unidentified, failures, hosts)
 
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
         """See :meth:`Store.enforce_retention`."""

@@ -59,6 +59,9 @@ class _Fleet:
         self.make_driver = make_driver
         self.identify = identify
         self.pending: dict[str, ResolvedMiner] = {}
+        #: Where listed miners that cannot be identified are recorded (``unidentified``).
+        self.store: Any = None
+        self._warned: set[str] = set()
 
     def coordinator(self, config: DriverConfig, miner: ResolvedMiner | None) -> MinerCoordinator:
         from agent.config import MinerEntry, ResolvedMiner
@@ -99,11 +102,13 @@ class _Fleet:
     async def probe(self, skip: frozenset[str] | set[str] = frozenset()) -> list[MinerCoordinator]:
         """Identify pending listed miners and unknown scan addresses (bounded concurrency)."""
         import asyncio
+        import time
         from dataclasses import replace
 
         import structlog
 
         from agent.errors import MinerError
+        from agent.store import Gap
 
         log = structlog.get_logger(__name__)
         gate = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
@@ -119,9 +124,19 @@ class _Fleet:
                 try:
                     config = await self.identify(host, ports or None)
                 except MinerError as err:
-                    log.debug(
-                        "identify_failed", host=host, error_class=type(err).__name__, error=str(err)
+                    if miner is None:  # an empty scan address: the normal case
+                        log.debug("identify_failed", host=host, error_class=type(err).__name__)
+                        return None
+                    first = miner.miner_id not in self._warned
+                    self._warned.add(miner.miner_id)
+                    (log.warning if first else log.debug)(
+                        "miner_unidentified",
+                        miner=miner.miner_id,
+                        host=host,
+                        error_class=type(err).__name__,
+                        error=str(err),
                     )
+                    failed.append(Gap(miner.miner_id, time.time(), type(err).__name__, str(err)))
                     return None
             if miner is not None:
                 config = replace(
@@ -137,7 +152,11 @@ class _Fleet:
             )
             return self.coordinator(config, miner)
 
+        failed: list[Gap] = []
         found = await asyncio.gather(*(one(*t) for t in targets))
+        if failed and self.store is not None:
+            hosts = {m.miner_id: m.entry.host for m in self.pending.values()}
+            await self.store.write_unidentified(failed, hosts)
         return [c for c in found if c is not None]
 
 
@@ -221,6 +240,7 @@ async def _serve(
     astore = AsyncStore(store)
     try:
         fleet = _Fleet(settings, make_driver, identify)
+        fleet.store = astore
         finished, coordinators = await _until_stopped(_initial(fleet, astore), stop)
     except BaseException:
         await astore.close()

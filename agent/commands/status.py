@@ -3,13 +3,18 @@
 Reads the store the daemon writes (read-only; works while the daemon runs) and prints one
 line per miner: model, availability, hashrate against expected, power, efficiency (measured,
 or ``~`` estimated from the hardware profile when the firmware reports no power), hottest
-chip and the last error. Missing readings print as ``-``, never as ``0``.
+chip and the last error. Missing readings print as ``-``, never as ``0``. The age column
+says how long ago the miner last answered; a miner the daemon last saw up but that has not
+answered for ``STALE_AFTER_INTERVALS`` poll intervals (the daemon stopped, or its writes
+fail) shows as ``stale``. Figures are shown only for miners up now: for any other state
+they are ``-`` (the age column says when the last good reading was).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +26,10 @@ HELP = "Print the fleet (miner, model, state, TH/s vs expected, W, J/TH, max chi
 DEFAULT_CONFIG = Path("/etc/hashpilot/agent.toml")
 #: Last-error column width: enough for the class and the firmware's reason.
 ERROR_WIDTH = 60
-HEADER = ("miner", "model", "state", "TH/s (exp)", "W", "J/TH", "chip °C", "last error")
+#: A reading older than this many poll intervals is not "current": one missed cycle is
+#: jitter or a slow miner, three mean the daemon is not polling (or not storing) it.
+STALE_AFTER_INTERVALS = 3
+HEADER = ("miner", "model", "state", "age", "TH/s (exp)", "W", "J/TH", "chip °C", "last error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +41,33 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def row(r: FleetRow) -> tuple[str, ...]:
-    """Format one miner's line (strings; ``-`` for a missing reading)."""
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def state_of(r: FleetRow, now: float, poll_interval_s: float) -> str:
+    """Return the stored state, or ``stale`` for an ``up`` miner whose last success is old."""
+    if r.state == "up" and (
+        r.last_success is None or now - r.last_success > STALE_AFTER_INTERVALS * poll_interval_s
+    ):
+        return "stale"
+    return r.state
+
+
+def row(r: FleetRow, now: float | None = None, poll_interval_s: float = 30.0) -> tuple[str, ...]:
+    """Format one miner's line (strings; ``-`` for a missing or not-current reading)."""
+    now = time.time() if now is None else now
+    state = state_of(r, now, poll_interval_s)
+    age = _age(None if r.last_success is None else now - r.last_success)
+    if state != "up":
+        error = "" if r.last_error_class is None else f"{r.last_error_class}: {r.last_error or ''}"
+        return (r.miner_id, r.model or "-", state, age, "-", "-", "-", "-", error[:ERROR_WIDTH])
     ths = _num(r.hashrate_ths, ".1f")
     if r.expected_ths:
         ths += f" ({r.expected_ths:.0f})"
@@ -53,7 +86,8 @@ def row(r: FleetRow) -> tuple[str, ...]:
     return (
         r.miner_id,
         r.model or "-",
-        r.state,
+        state,
+        age,
         ths,
         _num(r.power_w, ".0f"),
         jth,
@@ -62,16 +96,18 @@ def row(r: FleetRow) -> tuple[str, ...]:
     )
 
 
-def table(rows: list[FleetRow]) -> str:
+def table(rows: list[FleetRow], now: float | None = None, poll_interval_s: float = 30.0) -> str:
     """Format the whole table with aligned columns and a summary line."""
-    lines = [HEADER, *(row(r) for r in rows)]
+    now = time.time() if now is None else now
+    lines = [HEADER, *(row(r, now, poll_interval_s) for r in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
     text = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in lines
     ]
-    up = sum(r.state == "up" for r in rows)
-    total_ths = sum(r.hashrate_ths or 0.0 for r in rows if r.state == "up")
+    current = [r for r in rows if state_of(r, now, poll_interval_s) == "up"]
+    up = len(current)
+    total_ths = sum(r.hashrate_ths or 0.0 for r in current)
     text.append(
         f"{len(rows)} miners, {up} up, {len(rows) - up} not up; {total_ths:.1f} TH/s from miners up"
     )
@@ -89,5 +125,5 @@ def run(args: argparse.Namespace) -> int:
         rows = store.fleet()
     finally:
         store.close()
-    sys.stdout.write(table(rows) + "\n")
+    sys.stdout.write(table(rows, time.time(), settings.poll_interval_s) + "\n")
     return 0
