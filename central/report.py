@@ -317,13 +317,17 @@ def _miner_section(results: list[MinerResult], figs: dict[str, str]) -> list[str
             f"{w['mae']:.2f} / {w['rmse']:.2f} / {w['r2']:.3f} | "
             f"{p['mae']:.2f} / {p['rmse']:.2f} / {p['r2']:.3f} | {mape} |"
         )
-    for r in results:
-        u = r.metrics["held_out_units_health_unknown"]
-        mape = f"{u['mape']:.1f} %" if "mape" in u else "n/a"
-        lines.append(
-            f"| {r.target}, health unknown | {u['mae']:.2f} / {u['rmse']:.2f} / {u['r2']:.3f} "
-            f"| - | - | {mape} |"
-        )
+    for key, label in (
+        ("held_out_units_health_unknown", "health unknown"),
+        ("held_out_units_model_without_health", "model without health inputs"),
+    ):
+        for r in results:
+            u = r.metrics[key]
+            mape = f"{u['mape']:.1f} %" if "mape" in u else "n/a"
+            lines.append(
+                f"| {r.target}, {label} | {u['mae']:.2f} / {u['rmse']:.2f} / {u['r2']:.3f} "
+                f"| - | - | {mape} |"
+            )
     dropout = first.get("health_dropout", 0.0)
     lines += [
         "",
@@ -331,8 +335,10 @@ def _miner_section(results: list[MinerResult], figs: dict[str, str]) -> list[str
         f"{100 * dropout:.0f} % of its training rows, so a unit whose health is unknown (polled "
         "for less than the agent's health window, a fresh agent) gets a sane prediction; the "
         "*health unknown* rows score the same held-out units with every health input set "
-        "missing. Health inputs are computed as the agent computes them from its polls "
-        "(`agent.inference.miner.health_from_features`, parity-tested against the real drivers), "
+        "missing, next to a model trained without any health input (the best a prediction "
+        "without health can be expected to do). Health inputs are computed as the agent "
+        "computes them from its polls (`agent.inference.miner.health_from_features`, "
+        "parity-tested against the real drivers), "
         "including the ones a firmware does not report (stock Antminer: no power, so no chip "
         "rise per kW; Whatsminer V3: no hardware-error counter).",
         "",

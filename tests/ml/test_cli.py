@@ -94,7 +94,11 @@ def test_central_train_quick_end_to_end(tmp_path):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["max_abs_diff"] <= 1e-4
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "beats persistence" in report or "not distinguishable" in report
+    assert report.count("**Verdict: the forecast ") == 2
+    assert "schedule-only baseline" in report
     assert len(list((tmp_path / "report").glob("*.png"))) == 10
+    assert (tmp_path / "report" / "metrics.json").is_file()
+    # the bound (nominal 80 % +- 5 points) holds in quick mode too: it is
+    # deterministic, and measured 81.9 % (h1) and 82.3 % (h7) with 4 folds, 3 configs
     for cov in summary["hashprice_coverage_p10_p90"].values():
-        assert 0.70 < cov < 0.90
+        assert abs(cov - 0.80) <= 0.05
