@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 NAME = "run"
 HELP = "Run the agent daemon: poll miners, keep the store and the features."
 DEFAULT_CONFIG = Path("/etc/hashpilot/agent.toml")
+#: The daemon logs its lifecycle (started, miner down/up, stopped) for journald at INFO.
+DEFAULT_LOG_LEVEL = "INFO"
+#: apscheduler logs every job run at INFO ("Running job ...", "executed successfully"): a
+#: line per 30-s poll is noise, its warnings (missed runs) are not.
+APSCHEDULER_LOG_LEVEL = "WARNING"
 #: Probes in flight while identifying: each opens up to four connections.
 IDENTIFY_CONCURRENCY = 64
 #: A start-up interrupted by SIGTERM gives its identify probes this long to unwind.
@@ -174,6 +179,7 @@ async def serve(
 ) -> int:
     """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT); return the exit status."""
     import asyncio
+    import logging
     import signal
 
     import structlog
@@ -183,6 +189,7 @@ async def serve(
 
         make_driver = make_driver or factory.make_driver
         identify = identify or factory.identify
+    logging.getLogger("apscheduler").setLevel(APSCHEDULER_LOG_LEVEL)
     log = structlog.get_logger(__name__)
     # Signals first: a SIGTERM while the store opens or miners are identified (up to
     # IDENTIFY_TIMEOUT_S a probe) stops start-up cleanly instead of killing the process.
