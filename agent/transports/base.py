@@ -11,6 +11,7 @@ import abc
 import asyncio
 import errno
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from agent.errors import (
 #: controller (pyasic's detection uses 3 s) while keeping a dead unit from stalling a poll.
 #: Shared by the raw TCP transports and HTTP, whose peers answer on the same LAN.
 LAN_CONNECT_TIMEOUT_S = 3.0
+#: asyncio's default ``StreamReader`` limit: the most one ``readuntil`` buffers.
+STREAM_LIMIT_BYTES = 64 * 1024
 
 
 class MinerConnectError(MinerConnectionError):
@@ -102,11 +105,22 @@ def io_error(host: str, err: OSError) -> MinerConnectionError:
 
 
 async def open_tcp(
-    host: str, port: int, connect_timeout_s: float
+    host: str,
+    port: int,
+    connect_timeout_s: float,
+    *,
+    tls: ssl.SSLContext | None = None,
+    limit: int = STREAM_LIMIT_BYTES,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open a TCP connection within ``connect_timeout_s``; every failure is a connect error."""
+    """Open a TCP (or TLS) connection within ``connect_timeout_s``; any failure is a connect error.
+
+    ``limit`` bounds what one ``readuntil`` may buffer (a response head, a chunk-size line).
+    """
     try:
-        return await asyncio.wait_for(asyncio.open_connection(host, port), connect_timeout_s)
+        async with asyncio.timeout(connect_timeout_s):
+            return await asyncio.open_connection(
+                host, port, ssl=tls, server_hostname=host if tls else None, limit=limit
+            )
     except TimeoutError as err:
         raise MinerConnectTimeoutError(
             host, f"port {port}: connect timed out after {connect_timeout_s:g} s"

@@ -153,7 +153,8 @@ class TcpFramedTransport(Transport):
 
     async def _read_exactly(self, reader: asyncio.StreamReader, n: int) -> bytes:
         try:
-            return await asyncio.wait_for(reader.readexactly(n), self.read_timeout_s)
+            async with asyncio.timeout(self.read_timeout_s):
+                return await reader.readexactly(n)
         except TimeoutError as err:
             raise MinerTimeoutError(
                 self.host, f"port {self.port}: no reply frame for {self.read_timeout_s:g} s"

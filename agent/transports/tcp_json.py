@@ -88,26 +88,29 @@ class TcpJsonTransport(Transport):
     async def _read_to_eof(self, reader: asyncio.StreamReader) -> bytes:
         chunks: list[bytes] = []
         total = 0
-        while True:
-            try:
-                chunk = await asyncio.wait_for(reader.read(READ_CHUNK_BYTES), self.read_timeout_s)
-            except TimeoutError as err:
-                raise MinerTimeoutError(
-                    self.host,
-                    f"port {self.port}: silent for {self.read_timeout_s:g} s after {total} bytes",
-                ) from err
-            except OSError as err:
-                raise io_error(self.host, err) from err
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > self.max_reply_bytes:
-                raise MinerResponseError(
-                    self.host,
-                    f"reply exceeds {self.max_reply_bytes} bytes",
-                    excerpt=b"".join(chunks),
-                )
+        loop = asyncio.get_running_loop()
+        # one idle timer pushed back as bytes arrive (a task per read via wait_for cost more
+        # than the read itself at fleet scale)
+        idle = asyncio.timeout(self.read_timeout_s)
+        try:
+            async with idle:
+                while chunk := await reader.read(READ_CHUNK_BYTES):
+                    idle.reschedule(loop.time() + self.read_timeout_s)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > self.max_reply_bytes:
+                        raise MinerResponseError(
+                            self.host,
+                            f"reply exceeds {self.max_reply_bytes} bytes",
+                            excerpt=b"".join(chunks),
+                        )
+        except TimeoutError as err:
+            raise MinerTimeoutError(
+                self.host,
+                f"port {self.port}: silent for {self.read_timeout_s:g} s after {total} bytes",
+            ) from err
+        except OSError as err:
+            raise io_error(self.host, err) from err
         if not chunks:
             raise MinerConnectionError(
                 self.host, f"port {self.port}: connection closed without a reply"
