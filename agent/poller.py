@@ -8,10 +8,19 @@ event when the miner goes down and one when it recovers; repeats go to debug.
 
 :class:`Poller` runs a cycle: every due coordinator starts at a random offset within the
 jitter window, all of them share one semaphore bounding the requests in flight, and the
-cycle ends when the last poll ends (at most jitter + timeout after the start, plus queueing
-when more polls hang than the semaphore admits). The results go to a sink in one report,
+cycle ends when the last poll ends (at most jitter + timeout after the start, see below).
+The results go to a sink in one report,
 which the daemon commits in one store transaction. A failed poll is a gap with its error
 class, never a snapshot of zeros.
+
+A poll's timeout runs from the moment the poll starts (after its jitter), and waiting for a
+slot counts against it. So a cycle ends within jitter + timeout even when hung miners hold
+slots: with the timeout started only once a slot was free, a hung miner reached late in the
+queue ended its poll a whole timeout after it was reached (10 % of 2,000 miners hung gave a
+29.5 s cycle for a 10 s timeout, ``benchmarks/poll.py``). A poll that gets no slot at all
+within its timeout is not the miner's fault: it is "starved", counted and logged once per
+cycle, leaves the miner's availability and backoff alone, and keeps it due, so the next
+cycle (which starts the most overdue miners first) polls it early.
 """
 
 from __future__ import annotations
@@ -79,6 +88,8 @@ class CycleStats:
     gaps: int
     skipped: int
     slowest_s: float
+    #: Due polls that got no slot within their timeout (included in ``skipped``).
+    starved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +130,8 @@ class MinerCoordinator:
         self.failures = 0
         self.next_due = float("-inf")
         self.model: str | None = driver.config.model
+        #: Whether the last poll attempt got no slot within its timeout.
+        self.starved = False
         self._in_flight = False
 
     @property
@@ -142,49 +155,56 @@ class MinerCoordinator:
     async def poll(
         self, semaphore: asyncio.Semaphore, cycle_start: float | None = None
     ) -> PollResult | None:
-        """Poll once under ``semaphore``; ``None`` if a poll of this miner is already running.
+        """Poll once under ``semaphore``, slot wait included, within ``timeout_s`` from now.
 
-        Never raises for a miner failure: the result carries the error. Cancellation passes.
+        ``None`` if a poll of this miner is already running, or if no slot came free in time
+        (then :attr:`starved` is set and nothing about the miner changes). Never raises for a
+        miner failure: the result carries the error. Cancellation passes.
         """
         if self._in_flight:
             log.debug("poll_skipped_in_flight", miner=self.miner_id)
             return None
         self._in_flight = True
+        self.starved = False
         cycle_start = self._clock() if cycle_start is None else cycle_start
+        queued = t0 = self._clock()
+        ts = self._wall()
+        slot = False
+        snapshot: MinerSnapshot | None = None
+        error: BaseException | None = None
         try:
-            async with semaphore:
-                ts = self._wall()
-                t0 = self._clock()
-                snapshot, error = await self._read()
-                duration = self._clock() - t0
+            async with asyncio.timeout(self.timeout_s), semaphore:
+                slot = True
+                ts, t0 = self._wall(), self._clock()
+                snapshot = await self.driver.read()
+        except MinerError as err:
+            error = err
+        except TimeoutError as err:
+            if not slot:
+                self.starved = True
+                log.debug("poll_starved", miner=self.miner_id, timeout_s=self.timeout_s)
+                return None
+            waited = t0 - queued
+            note = f" ({waited:.1f} s of it waiting for a free slot)" if waited >= 0.1 else ""
+            error = MinerTimeoutError(
+                self.host, f"no complete reading within {self.timeout_s:g} s{note}"
+            )
+            error.__cause__ = err
+        except Exception as err:  # a driver bug: keep the daemon, log the traceback once
+            if self.last_error is None or type(self.last_error) is not type(err):
+                log.exception("poll_bug", miner=self.miner_id, host=self.host)
+            error = err
         finally:
             self._in_flight = False
+        duration = self._clock() - t0
         if snapshot is not None:
+            if snapshot.miner_id != self.miner_id:
+                snapshot = replace(snapshot, miner_id=self.miner_id)
             self._succeeded(snapshot, ts, cycle_start)
         else:
             assert error is not None
             self._failed(error, ts, cycle_start)
         return PollResult(self.miner_id, self.host, ts, duration, snapshot, error)
-
-    async def _read(self) -> tuple[MinerSnapshot | None, BaseException | None]:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                snapshot = await self.driver.read()
-        except MinerError as err:
-            return None, err
-        except TimeoutError as err:
-            timeout = MinerTimeoutError(
-                self.host, f"no complete reading within {self.timeout_s:g} s"
-            )
-            timeout.__cause__ = err
-            return None, timeout
-        except Exception as err:  # a driver bug: keep the daemon, log the traceback once
-            if self.last_error is None or type(self.last_error) is not type(err):
-                log.exception("poll_bug", miner=self.miner_id, host=self.host)
-            return None, err
-        if snapshot.miner_id != self.miner_id:
-            snapshot = replace(snapshot, miner_id=self.miner_id)
-        return snapshot, None
 
     def _succeeded(self, snapshot: MinerSnapshot, ts: float, cycle_start: float) -> None:
         if self.state is Availability.DOWN:
@@ -276,7 +296,8 @@ class Poller:
         started = self._wall()
         t0 = self._clock()
         fleet = list(self.coordinators.values())
-        due = [c for c in fleet if c.due(t0)]
+        # most overdue first: a miner starved of a slot last cycle goes early in this one
+        due = sorted((c for c in fleet if c.due(t0)), key=lambda c: c.next_due)
         tasks = [
             asyncio.create_task(
                 self._poll_after(c, self._rng.uniform(0.0, self.jitter_s), t0),
@@ -291,6 +312,7 @@ class Poller:
             self._tasks.difference_update(tasks)
         results = [r for r in outcomes if r is not None]
         ok = sum(r.ok for r in results)
+        starved = sum(c.starved for c in due)
         stats = CycleStats(
             started=started,
             duration_s=self._clock() - t0,
@@ -299,8 +321,16 @@ class Poller:
             gaps=len(results) - ok,
             skipped=len(fleet) - len(results),
             slowest_s=max((r.duration_s for r in results), default=0.0),
+            starved=starved,
         )
         self.last_stats = stats
+        if starved:
+            log.warning(
+                "poll_slots_exhausted",
+                starved=starved,
+                max_in_flight=self.max_in_flight,
+                hint="polls found no free slot within their timeout; raise max_in_flight",
+            )
         log.debug("poll_cycle", **{k: getattr(stats, k) for k in CycleStats.__slots__})
         if self.sink is not None:
             await self.sink(CycleReport(stats, results, fleet))

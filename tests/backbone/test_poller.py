@@ -167,6 +167,58 @@ async def test_hung_miners_cannot_stall_a_cycle() -> None:
     assert all(isinstance(c.last_error, MinerTimeoutError) for c in hung)
 
 
+async def test_hung_miners_queued_behind_healthy_ones_still_end_the_cycle_on_time() -> None:
+    # More miners than slots: hung ones are reached only after healthy ones ahead of them
+    # (50 ms each) have freed slots. Their timeout counts from the cycle start, so the
+    # cycle still ends within timeout + 20 % and every healthy miner is read.
+    timeout = 0.5
+    drivers = [
+        FakeDriver(f"m{i}", (lambda _n: "hang") if i % 10 == 0 else healthy(f"m{i}"), delay_s=0.05)
+        for i in range(100)
+    ]
+    coordinators = [coord(d, timeout=timeout) for d in drivers]
+    poller = Poller(coordinators, max_in_flight=24, jitter_s=0.0)
+    t0 = time.monotonic()
+    stats = await poller.run_cycle()
+    elapsed = time.monotonic() - t0
+    assert stats is not None
+    assert (stats.ok, stats.gaps, stats.starved) == (90, 10, 0)
+    assert max(d.started_at[0] for d in drivers) - t0 > 0.15  # the last hung one started late
+    assert elapsed <= timeout * 1.2
+
+
+async def test_a_poll_starved_of_a_slot_is_skipped_not_blamed() -> None:
+    hung = coord(FakeDriver("hung", lambda _n: "hang"), timeout=0.4)
+    starved = coord(FakeDriver("ok", healthy("ok")), timeout=0.2)
+    poller = Poller([hung, starved], max_in_flight=1, jitter_s=0.0)
+    with capture_logs() as logs:
+        stats = await poller.run_cycle()
+    assert stats is not None
+    assert (stats.polled, stats.gaps, stats.starved, stats.skipped) == (1, 1, 1, 1)
+    assert starved.starved
+    # not the miner's fault: no availability change, no backoff, still due
+    assert (starved.state, starved.failures, starved.last_error) == (Availability.UNKNOWN, 0, None)
+    assert starved.due(time.monotonic())
+    warnings = [e for e in logs if e["event"] == "poll_slots_exhausted"]
+    assert [(w["log_level"], w["starved"]) for w in warnings] == [("warning", 1)]
+    stats = await poller.run_cycle()  # the hung miner is backing off; the other gets its turn
+    assert stats is not None
+    assert (stats.ok, stats.starved) == (1, 0)
+    assert starved.state is Availability.UP
+
+
+async def test_the_most_overdue_miner_is_polled_first() -> None:
+    drivers = [FakeDriver(f"m{i}", healthy(f"m{i}")) for i in range(3)]
+    coordinators = [coord(d) for d in drivers]
+    now = time.monotonic()
+    for c, due in zip(coordinators, (now - 1.0, now - 5.0, now - 3.0), strict=True):
+        c.next_due = due
+    poller = Poller(coordinators, max_in_flight=1, jitter_s=0.0)
+    await poller.run_cycle()
+    order = sorted(drivers, key=lambda d: d.started_at[0])
+    assert [d.config.miner_id for d in order] == ["m1", "m2", "m0"]
+
+
 async def test_down_and_recovery_are_logged_once() -> None:
     outcome = {"fail": True}
 
