@@ -256,3 +256,25 @@ def test_upkeep_failing_after_commit_still_returns_the_committed_cycle(db) -> No
         "store_maintenance_recovered"
     ]
     store.close()
+
+
+def test_a_migration_failing_at_its_last_statement_changes_nothing(db, monkeypatch) -> None:
+    import agent.store as store_mod
+
+    Store(db).close()
+    schema_before = sqlite3.connect(db).execute("SELECT sql FROM sqlite_master").fetchall()
+    step = [
+        "CREATE TABLE added_by_step (x INTEGER)",
+        "ALTER TABLE cycles ADD COLUMN extra REAL",
+        "INSERT INTO no_such_table VALUES (1)",  # the last statement fails
+    ]
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, step])
+    with pytest.raises(StoreError, match=f"migration {SCHEMA_VERSION} -> {SCHEMA_VERSION + 1}"):
+        Store(db)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT sql FROM sqlite_master").fetchall() == schema_before
+    conn.close()
+    monkeypatch.undo()
+    Store(db).close()  # the untouched file still opens at its version
