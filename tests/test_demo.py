@@ -33,7 +33,25 @@ def test_demo_fills_the_fleet_table(tmp_path):
         check=True,
     )
     assert "4 miners, 4 up, 0 not up" in out.stdout, out.stdout + out.stderr
+    tables = out.stdout.split("\n-- ")
+    assert tables[1].startswith("starting --")
+    assert "4 miners, 0 up, 4 not up" in tables[1]  # before the first cycle: all pending
+    assert tables[1].count("pending") >= 4
+    assert "~ = J/TH estimated" in out.stdout  # the legend for ~ and -
+    assert "- = no current reading" in out.stdout
+    assert tables[2].startswith("after ")  # printed right after the first cycle commits
+    first_wait_s = int(tables[2].split()[1])
+    assert first_wait_s < 3 + 3  # not a whole interval later than the cycle
     assert (tmp_path / "state" / "hashpilot.db").is_file()
+
+
+def test_default_mix_shows_every_firmware():
+    from agent.demo import DEFAULT_MIX, _mix
+    from agent.simulator.farm import Farm
+
+    farm = Farm(_mix(DEFAULT_MIX), ports_mode=True)
+    firmware = {d.firmware for d in farm.units.values()}
+    assert firmware == {"antminer", "whatsminer_v2", "whatsminer_v3", "braiins"}
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
