@@ -35,6 +35,12 @@ RETENTION_S = 3600.0
 #: Every 10 minutes, miners that could not be identified at start-up (switched off, not yet
 #: cabled) and new addresses in scan ranges are probed again, so they join without a restart.
 DISCOVERY_S = 600.0
+#: The first retention run waits a minute: start-up (identification, the first poll cycles)
+#: gets the store first, and a restart loop does not prune on every start.
+RETENTION_FIRST_S = 60.0
+#: A run apscheduler starts late (the loop was busy) still runs if it is at most one
+#: interval late (at least this many seconds); later than that it is coalesced away.
+MISFIRE_GRACE_MIN_S = 1
 #: On shutdown, running jobs get this long to finish: a poll cycle is bounded by jitter +
 #: poll timeout (12 s by default) and systemd allows 30 s (TimeoutStopSec).
 SHUTDOWN_GRACE_S = 15.0
@@ -82,7 +88,7 @@ class AgentScheduler:
             name=name,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, int(interval_s)),
+            misfire_grace_time=max(MISFIRE_GRACE_MIN_S, int(interval_s)),
             next_run_time=datetime.now(UTC) + timedelta(seconds=first_in_s),
         )
 
@@ -145,7 +151,9 @@ class Backbone:
         s = self.scheduler
         s.every("poll", self.poll_interval_s, self.poller.run_cycle)
         s.every("features", FEATURES_FLUSH_S, self.flush_features, first_in_s=FEATURES_FLUSH_S)
-        s.every("retention", RETENTION_S, self.store.enforce_retention, first_in_s=60.0)
+        s.every(
+            "retention", RETENTION_S, self.store.enforce_retention, first_in_s=RETENTION_FIRST_S
+        )
         if self._discover is not None:
             s.every("discovery", DISCOVERY_S, self.discover, first_in_s=DISCOVERY_S)
         s.start()

@@ -13,12 +13,13 @@ runs them on one thread through :class:`AsyncStore`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +57,10 @@ CAP_HIGH_WATER = 0.90
 CAP_LOW_WATER = 0.75
 #: Share of the cap the WAL may use before SQLite checkpoints and truncates it.
 WAL_SHARE = 0.05
+#: Smallest WAL size limit: below 64 kB (16 pages of 4 kB) every cycle would checkpoint.
+WAL_MIN_BYTES = 64 * 1024
+#: Fewest pages between automatic checkpoints, for the same reason.
+WAL_MIN_CHECKPOINT_PAGES = 16
 #: SQLite's default checkpoint interval (4 MB of 4 kB pages); smaller caps checkpoint sooner.
 WAL_AUTOCHECKPOINT_PAGES = 1_000
 #: Rows removed per pruning step: small steps keep each pruning transaction (and the WAL) small.
@@ -237,10 +242,10 @@ class Store:
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'OFF'}")
         conn.execute("PRAGMA foreign_keys = ON")
         if self.disk_cap_bytes:
-            wal = max(int(self.disk_cap_bytes * WAL_SHARE), 64 * 1024)
+            wal = max(int(self.disk_cap_bytes * WAL_SHARE), WAL_MIN_BYTES)
             page = self._scalar("PRAGMA page_size")
             conn.execute(f"PRAGMA journal_size_limit = {wal}")
-            pages = min(max(wal // page, 16), WAL_AUTOCHECKPOINT_PAGES)
+            pages = min(max(wal // page, WAL_MIN_CHECKPOINT_PAGES), WAL_AUTOCHECKPOINT_PAGES)
             conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
         self._migrate(version)
 
@@ -573,17 +578,19 @@ class Store:
         return not busy
 
     def size_bytes(self) -> int:
-        """Bytes on disk: the database (logical or physical, whichever is larger) plus its WAL."""
+        """Bytes on disk: the database (logical or physical, whichever is larger), WAL and -shm."""
         pages = self._scalar("PRAGMA page_count") * self._scalar("PRAGMA page_size")
         try:
             physical = self.path.stat().st_size
         except OSError:
             physical = 0
-        try:
-            wal = os.stat(f"{self.path}-wal").st_size
-        except OSError:
-            wal = 0
-        return max(pages, physical) + wal
+        side = 0
+        for suffix in ("-wal", "-shm"):  # the WAL and its index both take disk space
+            try:
+                side += os.stat(f"{self.path}{suffix}").st_size
+            except FileNotFoundError:
+                continue  # not there (no WAL yet, or checkpointed away): takes no space
+        return max(pages, physical) + side
 
     def enforce_cap(self, reserve: int = 0) -> None:
         """Prune oldest raw rows, then oldest aggregates, until under the low-water mark.
@@ -634,8 +641,20 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn a SQLite error while reading into ``StoreError`` naming the file and the read."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: reading {what} failed: {err}") from err
+
     def fleet(self) -> list[FleetRow]:
         """Every known miner with its availability and newest snapshot, by id."""
+        with self._reading("the fleet"):
+            return self._fleet()
+
+    def _fleet(self) -> list[FleetRow]:
         rows = self.conn.execute(
             """SELECT m.id, m.host, coalesce(s.model, m.model), m.state, s.ts, s.hashrate_ths,
                       s.expected_ths, s.power_w, s.rated_power_w, s.chips, s.expected_chips,
@@ -646,7 +665,10 @@ class Store:
 
     def known_configs(self) -> dict[str, dict[str, Any]]:
         """Each miner's cached ``DriverConfig`` (as a dict), so known miners skip probing."""
-        rows = self.conn.execute("SELECT id, config_json FROM miners WHERE config_json IS NOT NULL")
+        with self._reading("known miners"):
+            rows = self.conn.execute(
+                "SELECT id, config_json FROM miners WHERE config_json IS NOT NULL"
+            ).fetchall()
         out = {}
         for mid, text in rows:
             try:
@@ -670,18 +692,21 @@ class Store:
         sql = HISTORY_SQL
         if where:
             sql += " WHERE " + " AND ".join(where)
-        cur = self.conn.execute(sql + " ORDER BY miner_id, ts", params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur]
+        with self._reading("history"):
+            cur = self.conn.execute(sql + " ORDER BY miner_id, ts", params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur]
 
     def counts(self) -> dict[str, int]:
         """Row counts per table (diagnostics and tests)."""
         tables = ("miners", "cycles", "snapshots", "boards", "gaps", "features", "aggregates_5m")
-        return {t: self._scalar(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+        with self._reading("row counts"):
+            return {t: self._scalar(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` result lines (``["ok"]`` when healthy)."""
-        return [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        with self._reading("integrity_check"):
+            return [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
 
 
 class AsyncStore:

@@ -278,3 +278,27 @@ def test_a_migration_failing_at_its_last_statement_changes_nothing(db, monkeypat
     conn.close()
     monkeypatch.undo()
     Store(db).close()  # the untouched file still opens at its version
+
+
+def test_size_counts_the_database_wal_and_shm(db) -> None:
+    import os
+
+    store = Store(db)
+    store.write_cycle(make_cycle(T0, ["a", "b"]))
+    parts = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    assert all(p.exists() for p in parts)  # open in WAL mode: all three are on disk
+    on_disk = sum(os.stat(p).st_size for p in parts)
+    assert store.size_bytes() >= on_disk
+    assert os.stat(parts[2]).st_size > 0
+    store.close()
+
+
+def test_read_errors_are_store_errors(db) -> None:
+    store = Store(db)
+    store.write_cycle(make_cycle(T0, ["a"]))
+    store.conn.execute("DROP TABLE boards")  # a damaged schema: reads fail in SQLite
+    store.conn.execute("DROP TABLE snapshots")
+    for read in (store.fleet, store.history, store.counts):
+        with pytest.raises(StoreError, match=r"reading .* failed"):
+            read()
+    store.close()
