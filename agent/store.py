@@ -52,6 +52,9 @@ BUSY_TIMEOUT_MS = 5_000
 #: A poll that started before a bucket boundary commits up to a poll timeout later; wait
 #: this long past a boundary before aggregating the bucket it closes.
 AGGREGATE_LAG_S = 120
+#: A checkpoint blocked by a reader waits this long, not BUSY_TIMEOUT_MS: pruning runs
+#: inside a poll cycle and gives up on a blocked checkpoint rather than stall the cycle.
+CHECKPOINT_BUSY_MS = 100
 #: Prune when the files pass this share of the cap, down to LOW_WATER, so a cycle always fits.
 CAP_HIGH_WATER = 0.90
 CAP_LOW_WATER = 0.75
@@ -574,7 +577,13 @@ class Store:
         # The pragma frees one page per step and Python's execute() steps a no-result
         # statement once; executescript() (sqlite3_exec) runs it to completion.
         self.conn.executescript("PRAGMA incremental_vacuum;")
-        busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        # A reader holding an old snapshot blocks TRUNCATE; waiting the full BUSY_TIMEOUT_MS
+        # per pruning step would stall the cycle, so the checkpoint gets a short wait of its own.
+        self.conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_MS}")
+        try:
+            busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return not busy
 
     def size_bytes(self) -> int:
@@ -602,16 +611,32 @@ class Store:
             return
         target = CAP_LOW_WATER * cap - reserve
         start = self.size_bytes()
+        blocked = False
         while self.size_bytes() > target:
             if not self._prune_step():
                 break
             if not self._release_pages():
-                log.warning("store_checkpoint_blocked", path=str(self.path))
+                # Deleting more cannot shrink the files while the WAL cannot be truncated:
+                # stop here rather than throw away history for nothing.
+                blocked = True
+                log.warning(
+                    "store_checkpoint_blocked",
+                    path=str(self.path),
+                    reason="a reader holds an old snapshot, the WAL cannot be truncated",
+                    size=self.size_bytes(),
+                    cap=cap,
+                )
                 break
         mark = float(self._scalar("SELECT value FROM meta WHERE key = 'aggregated_until'") or 0)
         oldest = self._scalar("SELECT min(ts) FROM snapshots")
         if oldest is not None and oldest > mark:
             log.warning("store_cap_pruned_unaggregated", oldest_raw=oldest, aggregated_until=mark)
+        if self.size_bytes() > cap and blocked:
+            raise StoreError(
+                f"{self.path}: over the disk cap ({self.size_bytes() / 1e6:.1f} MB > "
+                f"{cap / 1e6:.1f} MB) because a reader (status, API) holds an old snapshot and "
+                "the WAL cannot be checkpointed; pruning stopped, retried next cycle"
+            )
         if self.size_bytes() > cap:
             raise StoreError(
                 f"{self.path}: disk cap {cap / 1e6:.1f} MB too small: "

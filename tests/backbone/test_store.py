@@ -302,3 +302,42 @@ def test_read_errors_are_store_errors(db) -> None:
         with pytest.raises(StoreError, match=r"reading .* failed"):
             read()
     store.close()
+
+
+def test_disk_cap_with_a_long_lived_reader_fails_fast_and_says_why(db) -> None:
+    import time
+
+    import structlog
+
+    cap = 1_000_000
+    store = Store(db, disk_cap_bytes=cap, durable=False)
+    miners = [f"m{j:03d}" for j in range(40)]
+    store.write_cycle(make_cycle(T0, miners))
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM snapshots").fetchone()  # holds its snapshot open
+    errors: list[str] = []
+    slowest = 0.0
+    with structlog.testing.capture_logs() as events:
+        for i in range(1, 200):
+            began = time.monotonic()
+            try:
+                store.write_cycle(make_cycle(T0 + 2700 * i, miners))
+            except StoreError as err:
+                errors.append(str(err))
+            slowest = max(slowest, time.monotonic() - began)
+            if errors:
+                break
+    # The old code waited the 5-s busy timeout at every blocked checkpoint.
+    assert slowest < 2.0, slowest
+    assert errors, "the cap was never reached"
+    assert "reader" in errors[0]
+    assert "too small" not in errors[0]
+    blocked = [e for e in events if e["event"] == "store_checkpoint_blocked"]
+    assert blocked
+    assert "reader" in blocked[0]["reason"]
+    reader.execute("COMMIT")
+    reader.close()
+    store.write_cycle(make_cycle(T0 + 2700 * 300, miners))  # reader gone: pruning works again
+    assert store.size_bytes() <= cap
+    store.close()
