@@ -56,6 +56,8 @@ def test_interop_tests_skip_without_the_right_to_bind_port_80(tmp_path):
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S
     )
     out = child.stdout + child.stderr
+    if child.stderr.startswith("setpriv:"):
+        pytest.skip(f"cannot drop privileges on this host: {child.stderr.strip()}")
     assert child.returncode == 0, out
     summary = child.stdout.strip().splitlines()[-1]
     assert "skipped" in summary, out
