@@ -1,7 +1,9 @@
 """Baseline search strategies the optimiser is benchmarked against: random and grid search.
 
 Both ignore the prior, the trust region and the constraint models (that is the point of a
-baseline); both recommend the best *measured* profit among trials that crossed no limit.
+baseline); both recommend the best *measured* profit among trials that crossed no limit —
+the same limits the optimiser keeps: throttling, board "hot", chip maximum, and the
+hardware-error share limit (``optimizer.DEFAULT_HW_ERR_MAX_SHARE``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.optimize.objective import Economics
-from agent.optimize.optimizer import Observation
+from agent.optimize.optimizer import DEFAULT_HW_ERR_MAX_SHARE, Observation
 from agent.optimize.space import SearchSpace
 from agent.snapshot import Settings
 
@@ -17,9 +19,15 @@ from agent.snapshot import Settings
 class _Measured:
     """Shared bookkeeping: keep trials, recommend the best measured feasible profit."""
 
-    def __init__(self, space: SearchSpace, economics: Economics) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        economics: Economics,
+        hw_err_max_share: float = DEFAULT_HW_ERR_MAX_SHARE,
+    ) -> None:
         self.space = space
         self.economics = economics
+        self.hw_err_max_share = hw_err_max_share
         self.observations: list[Observation] = []
         self.current = space.stock()
 
@@ -33,6 +41,8 @@ class _Measured:
         if obs.throttled:
             return False
         if obs.board_temp_c is not None and obs.board_temp_c > th.board_temp_hot_c:
+            return False
+        if obs.hw_err_share is not None and obs.hw_err_share > self.hw_err_max_share:
             return False
         return not (obs.chip_temp_c is not None and obs.chip_temp_c > th.chip_temp_max_c)
 
