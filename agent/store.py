@@ -55,6 +55,12 @@ AGGREGATE_LAG_S = 120
 #: A checkpoint blocked by a reader waits this long, not BUSY_TIMEOUT_MS: pruning runs
 #: inside a poll cycle and gives up on a blocked checkpoint rather than stall the cycle.
 CHECKPOINT_BUSY_MS = 100
+#: Free space left to the rest of the system when the disk fills before the cap (logs,
+#: package updates): the effective cap is min(cap, store size + free space - this).
+DISK_RESERVE_BYTES = 64 * 1024 * 1024
+#: Raw slices (PRUNE_STEP_FRACTION each) deleted before retrying a write that hit a full
+#: disk: ~27 % of the raw rows, enough for a cycle without emptying the history.
+FULL_RETRY_PRUNE_STEPS = 3
 #: Prune when the files pass this share of the cap, down to LOW_WATER, so a cycle always fits.
 CAP_HIGH_WATER = 0.90
 CAP_LOW_WATER = 0.75
@@ -290,6 +296,61 @@ class Store:
         if self.disk_cap_bytes:
             self._make_room(cycle)
         before = self.size_bytes()
+        try:
+            cycle_id = self._commit_cycle(cycle)
+        except sqlite3.Error as err:
+            if err.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                raise StoreError(f"{self.path}: writing cycle failed: {err}") from err
+            # The file system (or SQLite's page limit) is full: free the oldest raw rows
+            # and try once more; a second failure is reported, nothing half-written.
+            log.warning("store_disk_full", path=str(self.path), error=str(err))
+            self._free_after_full()
+            try:
+                cycle_id = self._commit_cycle(cycle)
+            except sqlite3.Error as again:
+                raise StoreError(
+                    f"{self.path}: writing cycle failed after pruning for a full disk: {again}"
+                ) from again
+        self._last_cycle_bytes = max(self.size_bytes() - before, 0)
+        # The cycle is committed: a failure from here on is upkeep, not lost polls.
+        try:
+            self.aggregate(cycle.started)
+            cap = self.effective_cap()
+            if cap is not None and self.size_bytes() > CAP_HIGH_WATER * cap:
+                self.enforce_cap()
+        except StoreError as err:
+            if self.maintenance_error is None:
+                log.error("store_maintenance_failed", cycle=cycle_id, error=str(err))
+            else:
+                log.debug("store_maintenance_still_failing", cycle=cycle_id, error=str(err))
+            self.maintenance_error = str(err)
+        else:
+            if self.maintenance_error is not None:
+                log.info("store_maintenance_recovered", cycle=cycle_id)
+            self.maintenance_error = None
+        return cycle_id
+
+    def _free_after_full(self) -> None:
+        """Delete the oldest raw slices (FULL_RETRY_PRUNE_STEPS of them) and release pages."""
+        for _ in range(FULL_RETRY_PRUNE_STEPS):
+            if not self._prune_step():
+                break
+        self._release_pages()
+
+    def effective_cap(self) -> int | None:
+        """Return the disk cap, lowered to what the file system can still hold (minus a reserve)."""
+        if not self.disk_cap_bytes:
+            return None
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError as err:
+            log.debug("store_statvfs_failed", error=str(err))
+            return self.disk_cap_bytes
+        room = self.size_bytes() + st.f_bavail * st.f_frsize - DISK_RESERVE_BYTES
+        return max(min(self.disk_cap_bytes, room), 0)
+
+    def _commit_cycle(self, cycle: Cycle) -> int:
+        """Write one cycle in one transaction; roll back and re-raise any SQLite error."""
         conn = self.conn
         first_id = self._next_snapshot_id
         try:
@@ -318,42 +379,28 @@ class Store:
             )
             self._upsert_miners(cycle.miners, latest, cycle.started)
             conn.execute("COMMIT")
-        except sqlite3.Error as err:
+        except sqlite3.Error:
             self._rollback()
             self._next_snapshot_id = self._scalar("SELECT coalesce(max(id), 0) + 1 FROM snapshots")
-            raise StoreError(f"{self.path}: writing cycle failed: {err}") from err
+            raise
         self._next_snapshot_id = first_id + len(cycle.snapshots)
-        self._last_cycle_bytes = max(self.size_bytes() - before, 0)
-        # The cycle is committed: a failure from here on is upkeep, not lost polls.
-        try:
-            self.aggregate(cycle.started)
-            if self.disk_cap_bytes and self.size_bytes() > CAP_HIGH_WATER * self.disk_cap_bytes:
-                self.enforce_cap()
-        except StoreError as err:
-            if self.maintenance_error is None:
-                log.error("store_maintenance_failed", cycle=cycle_id, error=str(err))
-            else:
-                log.debug("store_maintenance_still_failing", cycle=cycle_id, error=str(err))
-            self.maintenance_error = str(err)
-        else:
-            if self.maintenance_error is not None:
-                log.info("store_maintenance_recovered", cycle=cycle_id)
-            self.maintenance_error = None
         return cycle_id
 
     def _make_room(self, cycle: Cycle) -> None:
         """Prune ahead of a write so the files stay under the cap after it commits."""
-        assert self.disk_cap_bytes
+        cap = self.effective_cap()
+        assert cap is not None
         estimate = max(
             2 * self._last_cycle_bytes,
             len(cycle.snapshots) * EST_SNAPSHOT_BYTES + len(cycle.gaps) * EST_GAP_BYTES,
         )
-        if self.size_bytes() + estimate <= CAP_HIGH_WATER * self.disk_cap_bytes:
+        if self.size_bytes() + estimate <= CAP_HIGH_WATER * cap:
             return
         self.enforce_cap(reserve=estimate)
-        if self.size_bytes() + estimate > self.disk_cap_bytes:
+        cap = self.effective_cap() or cap
+        if self.size_bytes() + estimate > cap:
             raise StoreError(
-                f"{self.path}: disk cap {self.disk_cap_bytes / 1e6:.1f} MB too small for one "
+                f"{self.path}: disk cap {cap / 1e6:.1f} MB too small for one "
                 f"cycle (~{estimate / 1e6:.2f} MB) on top of what cannot be pruned"
             )
 
@@ -606,8 +653,8 @@ class Store:
 
         ``reserve`` bytes are kept free on top (room for the cycle about to be written).
         """
-        cap = self.disk_cap_bytes
-        if not cap:
+        cap = self.effective_cap()
+        if cap is None:
             return
         target = CAP_LOW_WATER * cap - reserve
         start = self.size_bytes()
