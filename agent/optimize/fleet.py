@@ -17,7 +17,7 @@ counts as feasible (p = 1): a unit that does not hash cannot overheat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ from agent.optimize.optimizer import (
     Posterior,
     UnitOptimizer,
 )
-from agent.optimize.prior import PhysicsPrior, PriorContext, ResponsePrior
+from agent.optimize.prior import PhysicsPrior, PriorContext, ResponsePrior, health_inputs
 from agent.optimize.proposals import Proposal, ProposalKind, build_proposal, is_sleep
 from agent.optimize.space import build_space, capabilities_from_profile
 from agent.profiles import HardwareProfile, find_profile, load_profiles
@@ -67,6 +67,9 @@ class FleetUnit:
     ambient_c: float | None = None
     capabilities: Capabilities | None = None
     trials: tuple[Observation, ...] = ()
+    #: The daemon's streaming features for this unit (``agent.features`` values); mapped to
+    #: the response model's health inputs (``prior.health_inputs``). Empty = health unknown.
+    features: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,12 @@ def build_optimizer(
     profile = resolve_profile(unit.model)
     caps = unit.capabilities or capabilities_from_profile(profile, unit.firmware)
     space = build_space(unit.miner_id, profile, caps, trust_fraction=config.trust_fraction)
-    ctx = PriorContext(profile, unit.firmware, ambient_c=unit.ambient_c)
+    ctx = PriorContext(
+        profile,
+        unit.firmware,
+        ambient_c=unit.ambient_c,
+        features=health_inputs(unit.features, profile, unit.ambient_c),
+    )
     current = unit.current if unit.current is not None and space.contains(unit.current) else None
     opt = UnitOptimizer(space, prior or PhysicsPrior(), ctx, economics, config, current)
     for obs in unit.trials:

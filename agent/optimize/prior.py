@@ -348,6 +348,35 @@ class RowModel(Protocol):
         ...
 
 
+def health_inputs(
+    features: Mapping[str, float | None],
+    profile: HardwareProfile,
+    ambient_c: float | None,
+) -> dict[str, float]:
+    """Map the daemon's streaming features onto the response model's ``health_*`` inputs.
+
+    ``features`` are ``agent.features`` rolling values for one unit (what the daemon has
+    when it starts a round); the mapping is ``agent.inference.miner.health_from_features``.
+    Only known values are returned. **Without features** (a config-file or simulated
+    round, or fewer polls than the model's health window needs) every health input is
+    unknown and the bundle prior runs with health missing, which its training prepared it
+    for (health dropout); a malformed feature is logged and treated the same way.
+    """
+    if not features:
+        return {}
+    from agent.inference.miner import health_from_features, profile_features  # lazy
+
+    merged: dict[str, float | None] = {**features, **profile_features(profile)}
+    if ambient_c is not None:
+        merged["ambient_c"] = ambient_c
+    try:
+        health = health_from_features(merged)
+    except ModelError as err:
+        log.warning("health_features_unusable", profile=profile.id, error=str(err))
+        return {}
+    return {k: float(v) for k, v in health.items() if v is not None}
+
+
 def settings_features(settings: Settings, context: PriorContext) -> dict[str, float]:
     """Return the settings, profile and ambient features a response model is trained on."""
     prof = context.profile

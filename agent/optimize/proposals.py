@@ -129,6 +129,9 @@ def build_proposal(
         "hashrate_calibration": {"offset_ths": round(hw_off, 3), "scale": round(hw_scale, 4)},
         "thermal": {k: round(v, 6) for k, v in opt.thermal.params().items()},
         "saturated_trials": opt.thermal.n_saturated,
+        # the response model's health inputs from the daemon's features ("unknown" when the
+        # round had none: a bundle prior then predicts with health missing)
+        "health": {k: round(v, 4) for k, v in opt.context.features.items()} or "unknown",
     }
     return Proposal(
         miner_id=space.miner_id,

@@ -14,9 +14,14 @@ Request::
      "cap_w": 70000 | null, "bundle_dir": null,
      "units": [{"miner_id": "...", "model": "M50", "firmware": "whatsminer_v3",
                 "ambient_c": 25.0, "current": {"power_limit_w": 3000},
+                "features": {"samples_1h": 60, "hashrate_ratio_mean_1h": 0.98, ...},
                 "trials": [{"settings": {...}, "hashrate_ths": ..., "power_w": ...,
                             "chip_temp_c": ..., "board_temp_c": ..., "env_temp_c": ...,
                             "hw_err_share": ..., "throttled": false}]}]}
+
+``features`` (optional) are the daemon's ``agent.features`` values for the unit; they reach
+the response model as its ``health_*`` inputs (``prior.health_inputs``). Without them the
+bundle prior runs with health unknown.
 
 Response: ``{"proposals": [Proposal.to_dict()...], "held": [Held.to_dict()...],
 "skipped": [...], "budget": {...}|null}`` — ``held`` lists units kept on their current
@@ -44,6 +49,15 @@ def _settings(d: dict[str, Any] | None) -> Any:
     return None if d is None else Settings(**d)
 
 
+def _features(raw: Any) -> dict[str, float | None]:
+    """Parse one unit's streaming features (name → number or null); ``{}`` if none."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"features must be an object, not {type(raw).__name__}")
+    return {str(k): None if v is None else float(v) for k, v in raw.items()}
+
+
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Run one round described by a JSON-ready request; return a JSON-ready response."""
     from agent.optimize.fleet import FleetUnit, plan_fleet
@@ -67,6 +81,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
                 firmware=str(u["firmware"]),
                 current=_settings(u.get("current")),
                 ambient_c=u.get("ambient_c"),
+                features=_features(u.get("features")),
                 trials=tuple(
                     Observation(**{**t, "settings": _settings(t["settings"])})
                     for t in u.get("trials", ())
