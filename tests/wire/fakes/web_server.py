@@ -161,10 +161,6 @@ class FakeAntminerWeb(LoopbackServer):
         self.requests: list[tuple[str, str, bool]] = []  # method, path, authenticated
         self._nonces: set[str] = set()
 
-    def forget_nonces(self) -> None:
-        """Stop honouring every nonce issued so far (a web server restart, or nonce expiry)."""
-        self._nonces.clear()
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
