@@ -371,6 +371,31 @@ def _level_metrics(oof: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _scored_part(
+    frame: HashpriceFrame, test: np.ndarray, log_pred: pd.Series, q: dict[str, float]
+) -> pd.DataFrame:
+    """One fold's out-of-sample rows in hashprice units: forecast, interval and baselines."""
+    today = frame.hashprice_today[test].to_numpy()
+    part = pd.DataFrame(
+        {
+            "log_pred": log_pred.to_numpy(),
+            "log_actual": frame.y[test].to_numpy(),
+            "scale": interval_scale(frame.X[test], frame.horizon),
+            "offset": frame.offset[test].to_numpy(),
+        },
+        index=frame.X.index[test],
+    )
+    part["today"] = today
+    part["actual"] = today * np.exp(part["log_actual"])
+    part["pred"] = today * np.exp(part["log_pred"])
+    part["p50"] = part["pred"]  # the served point forecast; residual median ~ 0 (reported)
+    for name in ("q10", "q90"):
+        part[f"p{name[1:]}"] = today * np.exp(part["log_pred"] + q[name] * part["scale"])
+    part["ma7"] = today * np.exp(frame.ma7[test].to_numpy())
+    part["schedule"] = today * np.exp(part["offset"])
+    return part
+
+
 @dataclass
 class WalkForward:
     """Out-of-sample forecasts of the scored folds and every fold's residuals."""
@@ -409,6 +434,9 @@ def walk_forward(
         log_actual = frame.y[test]
         s = scale[test]
         fold_resid = (log_actual - log_pred) / s
+        # calibrate before this fold's residuals join the pool (they are its own test block)
+        cal = calibration_residuals(resid, h, dates[test][0])
+        resid = pd.concat([resid, fold_resid]) if len(resid) else fold_resid
         if not scored:
             burn_in.append(
                 {
@@ -418,30 +446,10 @@ def walk_forward(
                     "residuals": int(test.sum()),
                 }
             )
-            resid = pd.concat([resid, fold_resid]) if len(resid) else fold_resid
             continue
         i = len(fold_rows)
-        cal = calibration_residuals(resid, h, dates[test][0])
         q = conformal_quantiles(cal)
-        resid = pd.concat([resid, fold_resid]) if len(resid) else fold_resid
-        today = frame.hashprice_today[test].to_numpy()
-        part = pd.DataFrame(
-            {
-                "log_pred": log_pred.to_numpy(),
-                "log_actual": log_actual.to_numpy(),
-                "scale": s.to_numpy(),
-                "offset": offset[test].to_numpy(),
-            },
-            index=X.index[test],
-        )
-        part["today"] = today
-        part["actual"] = today * np.exp(part["log_actual"])
-        part["pred"] = today * np.exp(part["log_pred"])
-        part["p50"] = part["pred"]  # the served point forecast; residual median ~ 0 (reported)
-        for name in ("q10", "q90"):
-            part[f"p{name[1:]}"] = today * np.exp(part["log_pred"] + q[name] * part["scale"])
-        part["ma7"] = today * np.exp(frame.ma7[test].to_numpy())
-        part["schedule"] = today * np.exp(part["offset"])
+        part = _scored_part(frame, test, log_pred, q)
         part["fold"] = i
         oof_parts.append(part)
         fm = metrics.point_metrics(part["actual"], part["pred"], part["today"])
