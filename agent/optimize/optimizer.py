@@ -33,6 +33,7 @@ from agent.errors import ConfigError, ModelError
 from agent.optimize.objective import Economics, switching_cost_per_day, violation_size
 from agent.optimize.prior import (
     HW_ERR_SD_SHARE,
+    POWER_LIMIT_REL_SD,
     POWER_REL_SD,
     PhysicsPrior,
     PriorContext,
@@ -199,7 +200,10 @@ class UnitOptimizer:
             "power": OutputModel(
                 OutputSpec(
                     "power_w",
-                    POWER_REL_SD,
+                    # a firmware limit is held on the firmware's own (biased) power estimate
+                    POWER_LIMIT_REL_SD
+                    if space.kind in ("power_limit", "power_percent")
+                    else POWER_REL_SD,
                     CALIBRATION_OFFSET_FRACTION * rated.power_w,
                     0.0,
                     POWER_NOISE_REL,

@@ -44,11 +44,16 @@ log = structlog.get_logger(__name__)
 HASHRATE_REL_SD = 0.05
 
 #: Relative 1-σ of wall power: nameplate/firmware power differs from real draw by 5–20 %
-#: either way (Foreman, landscape.md §2 "Power truth"), and a power limit is enforced on
-#: the firmware's own estimate, so the real draw at a limit carries that error; a uniform
-#: ±5–20 % has σ = 13.2 %. (8 % before: trials at full power cannot see the bias, and the
-#: site budget then overdrew its cap by up to 6 % in true power.)
-POWER_REL_SD = 0.13
+#: (Foreman, landscape.md §2 "Power truth"); 8 % sits inside that band as one σ.
+POWER_REL_SD = 0.08
+
+#: Relative 1-σ of wall power at a firmware power limit or percent: the firmware holds its
+#: *own estimate* at the limit, and that estimate differs from real draw by 5–20 % either
+#: way (landscape.md §2 "Power truth"), so the real draw at a limit carries the whole
+#: error: a uniform ±5–20 % has σ = 13.2 %. (8 % before: trials at full power cannot see
+#: the bias, and the site budget then overdrew its cap by up to 6 % in true power on the
+#: simulator; tests/optimize/test_budget_truth.py.)
+POWER_LIMIT_REL_SD = 0.132
 
 #: Chip-temperature 1-σ: a floor (°C) plus a fraction of the rise above ambient. Chip
 #: temperature is estimated as board + ~15 °C by several firmwares (landscape.md §2), so a
@@ -155,6 +160,12 @@ class ResponsePrior(Protocol):
 # ---------------------------------------------------------------------------------------
 # Profile physics
 # ---------------------------------------------------------------------------------------
+
+
+def power_rel_sd(settings: Settings) -> float:
+    """Relative 1-σ of the prior's wall power at ``settings`` (wider at a firmware limit)."""
+    limited = settings.power_limit_w is not None or settings.power_percent is not None
+    return POWER_LIMIT_REL_SD if limited else POWER_REL_SD
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +334,7 @@ class PhysicsPrior:
             power_w=pw,
             chip_temp_c=chip,
             hashrate_sd=HASHRATE_REL_SD * th,
-            power_sd=POWER_REL_SD * pw,
+            power_sd=power_rel_sd(settings) * pw,
             chip_temp_sd=TEMP_SD_FLOOR_C + TEMP_SD_REL_RISE * (chip - amb),
             hw_err_share=err,
             hw_err_sd=HW_ERR_SD_SHARE + under / UNDERVOLT_FAIL_V,
