@@ -17,7 +17,9 @@ from agent.credentials import Credentials
 from agent.drivers import antminer_parse as parse
 from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
 from agent.drivers.common import (
+    IDENTITY_REFRESH_S,
     Fields,
+    IdentityReply,
     cgminer_pools,
     check_settings,
     firmware_knobs,
@@ -29,6 +31,7 @@ from agent.drivers.common import (
 )
 from agent.errors import (
     ApplyVerificationError,
+    MinerAuthError,
     MinerConnectionError,
     MinerError,
     MinerResponseError,
@@ -49,7 +52,15 @@ WEB_PORT = 80
 #: Work modes when no hardware profile narrows them (protocols.md §1.5; low only on some).
 DEFAULT_MODES = ("normal", "low", "sleep")
 RPC_COMMANDS = ("version", "summary", "stats", "pools")
-WEB_COMMANDS = ("get_system_info", "summary", "stats", "get_miner_conf")
+#: CGI pages read on every poll: error codes (and the summary fallback), and the work mode.
+WEB_COMMANDS = ("summary", "get_miner_conf")
+#: Identity page (model, firmware build): fallback for RPC `version`, cached (``IdentityReply``).
+WEB_IDENTITY = "get_system_info"
+#: Boards and fans from the web UI: read only when RPC `stats` gave none (its fallback).
+WEB_STATS = "stats"
+#: Errors that mean the web UI as a whole is unusable (down, or refusing our credentials):
+#: the remaining pages of this poll are not tried.
+WEB_DOWN_ERRORS = (MinerConnectionError, MinerAuthError)
 
 
 class AntminerDriver(MinerDriver):
@@ -62,9 +73,11 @@ class AntminerDriver(MinerDriver):
         *,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
+        identity_refresh_s: float = IDENTITY_REFRESH_S,
     ) -> None:
         self.config = config
         host = config.host
+        self._sysinfo = IdentityReply(identity_refresh_s)
         self.rpc = CgminerProtocol(
             TcpJsonTransport(host, config.ports.get("rpc", RPC_PORT), timeouts=timeouts), retry
         )
@@ -88,13 +101,24 @@ class AntminerDriver(MinerDriver):
         return Capabilities(reports_power=False, knobs=tuple(knobs))
 
     async def read(self) -> MinerSnapshot:
-        """Poll RPC and web concurrently; any single field that fails becomes ``None``."""
-        rpc, web = await asyncio.gather(self._rpc_reads(), self._web_reads(*WEB_COMMANDS))
+        """Poll RPC and web concurrently; any single field that fails becomes ``None``.
+
+        Each poll reads the RPC multi-command and the CGI pages of ``WEB_COMMANDS``; the
+        identity page only when due, and the web `stats` only if RPC gave no boards or fans.
+        """
+        pages = (*WEB_COMMANDS, WEB_IDENTITY) if self._sysinfo.due() else WEB_COMMANDS
+        rpc, web = await asyncio.gather(self._rpc_reads(), self._web_reads(*pages))
         summary = rpc.ok.get("summary")
         web_summary = web.ok.get("summary")
         if summary is None and web_summary is None:
             raise rpc.failed["summary"]
-        return self._snapshot(rpc, web)
+        self._sysinfo.store(web.ok.get(WEB_IDENTITY))
+        snap = self._snapshot(rpc, web)
+        if not (snap.boards and snap.fans_rpm):  # RPC stats missing or unusable
+            web.merge(await self._web_reads(WEB_STATS))
+            snap = self._snapshot(rpc, web)
+        self._sysinfo.saw_uptime(snap.uptime_s)
+        return snap
 
     async def apply(self, settings: Settings) -> ApplyResult:
         """Set the work mode by read-modify-write of the web config, then verify by re-reading."""
@@ -153,18 +177,31 @@ class AntminerDriver(MinerDriver):
             return Replies(failed=dict.fromkeys(RPC_COMMANDS, err))
 
     async def _web_reads(self, *names: str) -> Replies:
-        results = await asyncio.gather(*(self.web.get(n) for n in names), return_exceptions=True)
-        replies = Replies.gathered(names, results)
-        for name, err in replies.failed.items():
-            log.debug("web_unavailable", host=self.config.host, cgi=name, error=repr(err))
+        """Read CGI pages one after another (one keep-alive connection); each may fail alone.
+
+        Once the web UI proves down or refuses the credentials, the rest are not tried.
+        """
+        replies = Replies()
+        down: MinerError | None = None
+        for name in names:
+            if down is not None:
+                replies.failed[name] = down
+                continue
+            try:
+                replies.ok[name] = await self.web.get(name)
+            except MinerError as err:
+                log.debug("web_unavailable", host=self.config.host, cgi=name, error=repr(err))
+                replies.failed[name] = err
+                if isinstance(err, WEB_DOWN_ERRORS):
+                    down = err
         return replies
 
     def _snapshot(self, rpc: Replies, web: Replies) -> MinerSnapshot:
         f = Fields(self.config.host)
         version = rpc.ok.get("version")
         stats, pools = rpc.ok.get("stats"), rpc.ok.get("pools")
-        sysinfo, conf = web.ok.get("get_system_info"), web.ok.get("get_miner_conf")
-        w_summary, w_stats = web.ok.get("summary"), web.ok.get("stats")
+        sysinfo, conf = self._sysinfo.value, web.ok.get("get_miner_conf")
+        w_summary, w_stats = web.ok.get("summary"), web.ok.get(WEB_STATS)
 
         rpc_model = f.get("model", lambda: parse.section(version, "VERSION")["Type"])
         model = first(rpc_model, (sysinfo or {}).get("minertype"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,6 +32,10 @@ POWER_PERCENT_STEP = 1.0
 MHS_TO_THS = 1e-6
 #: Choices of the on/off knob (`Settings.mining` as text).
 MINING_CHOICES = ("true", "false")
+#: Identity replies (model name, firmware build, API version) change only with a firmware
+#: upgrade, and an upgrade restarts the miner: they are re-read hourly and after any restart
+#: (uptime went backwards), not on every poll, where they cost a request each.
+IDENTITY_REFRESH_S = 3600.0
 
 
 class Fields:
@@ -74,6 +80,41 @@ def _excerpt(reply: Any) -> str:
         return json.dumps(reply, separators=(",", ":"), default=repr)
     except ValueError:
         return repr(reply)
+
+
+class IdentityReply:
+    """A rarely changing reply (identity), re-read every ``refresh_s`` or after a restart.
+
+    The last good value stays available (a fallback source) while a refresh is due; a failed
+    refresh leaves it due, so the next poll asks again.
+    """
+
+    def __init__(
+        self, refresh_s: float = IDENTITY_REFRESH_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self.value: dict[str, Any] | None = None
+        self._fetched_at = -math.inf
+        self._uptime_s: int | None = None
+
+    def due(self) -> bool:
+        """Whether the next poll should read the reply again."""
+        return self._clock() - self._fetched_at >= self.refresh_s
+
+    def store(self, value: dict[str, Any] | None) -> None:
+        """Keep a freshly read reply (``None``: the read failed, so it stays due)."""
+        if value is not None:
+            self.value = value
+            self._fetched_at = self._clock()
+
+    def saw_uptime(self, uptime_s: int | None) -> None:
+        """Note the miner's uptime; if it went backwards the miner restarted: refresh."""
+        if uptime_s is None:
+            return
+        if self._uptime_s is not None and uptime_s < self._uptime_s:
+            self._fetched_at = -math.inf
+        self._uptime_s = uptime_s
 
 
 def first(*values: Any) -> Any:

@@ -7,6 +7,7 @@ V3 ``get.device.info`` when 4028 gives no firmware date.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
@@ -16,10 +17,13 @@ from agent.credentials import Credentials
 from agent.drivers import whatsminer_parse as parse
 from agent.drivers.base import DriverConfig, MinerDriver, PoolConfig
 from agent.drivers.common import (
+    FIELD_ERRORS,
+    IDENTITY_REFRESH_S,
     POWER_PERCENT_MAX,
     POWER_PERCENT_MIN,
     POWER_PERCENT_STEP,
     Fields,
+    IdentityReply,
     cgminer_pools,
     check_settings,
     firmware_knobs,
@@ -54,16 +58,13 @@ log = structlog.get_logger(__name__)
 
 #: Modes when no hardware profile narrows them (protocols.md §3.3, §3.5).
 DEFAULT_MODES = ("low", "normal", "high", "sleep")
-V2_READS = (
-    "summary",
-    "devs",
-    "pools",
-    "devdetails",
-    "get_version",
-    "status",
-    "get_error_code",
-    "get_psu",
-)
+#: V2 reads of every poll (btminer refuses `get_*` and `status` inside a `+` multi-command,
+#: so those two go on connections of their own).
+V2_READS = ("summary", "devs", "pools", "devdetails", "status", "get_error_code")
+#: Identity (firmware date, API version): cached, see ``IdentityReply``.
+V2_IDENTITY = "get_version"
+#: PSU reading: read only when `summary` carries no power (it is that field's fallback).
+V2_PSU = "get_psu"
 #: V2 mode commands (protocols.md §3.3).
 V2_MODE_COMMANDS = {"low": "set_low_power", "normal": "set_normal_power", "high": "set_high_power"}
 #: API version from which `set_power_pct_v2` exists (protocols.md §3.3).
@@ -101,6 +102,7 @@ class WhatsminerDriver(MinerDriver):
         token_lifetime_s: float | None = None,
         token_refresh_margin_s: float | None = None,
         monotonic: Callable[[], float] | None = None,
+        identity_refresh_s: float = IDENTITY_REFRESH_S,
     ) -> None:
         self.config = config
         host = config.host
@@ -130,6 +132,7 @@ class WhatsminerDriver(MinerDriver):
         self.api = config.api
         self._model = config.model
         self._api_ver: str | None = None
+        self._version = IdentityReply(identity_refresh_s, monotonic or time.monotonic)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -198,7 +201,8 @@ class WhatsminerDriver(MinerDriver):
     async def _detect_api(self) -> str:
         v2_error: MinerError | None = None
         try:
-            version = await self.v2.command("get_version")
+            version = await self.v2.command(V2_IDENTITY)
+            self._version.store(version)  # the identity read of the first poll
             m = version.get("Msg")
             api = parse.api_for_firmware(m.get("fw_ver") if isinstance(m, dict) else None)
             if api is not None:
@@ -219,12 +223,16 @@ class WhatsminerDriver(MinerDriver):
     # --- V2 ------------------------------------------------------------------------------
 
     async def _read_v2(self) -> MinerSnapshot:
-        r = await self.v2.multicommand(*V2_READS)
+        cmds = (*V2_READS, V2_IDENTITY) if self._version.due() else V2_READS
+        r = await self.v2.multicommand(*cmds)
         if "summary" not in r.ok:
             raise r.failed["summary"]
         f = Fields(self.config.host)
         reply = r.ok["summary"]
         summary = primary_section(self.config.host, "summary", reply, lambda: reply["SUMMARY"][0])
+        if _lacks_power(summary):
+            r.merge(await self.v2.multicommand(V2_PSU))
+        self._version.store(r.ok.get(V2_IDENTITY))
         status = r.ok.get("status")
         model = (
             f.get("model", lambda: r.ok["devdetails"]["DEVDETAILS"][0]["Model"])
@@ -233,14 +241,14 @@ class WhatsminerDriver(MinerDriver):
         )
         if model:
             self._model = str(model)
-        version = r.ok.get("get_version")
+        version = self._version.value
         if version is not None:
             self._api_ver = f.get("api_ver", lambda: str(parse.msg(version)["api_ver"]))
         profile = profile_for(self._model, "whatsminer")
         chips = profile.hardware.chips_per_board if profile else None
         hashrate = f.get("hashrate", lambda: parse.v2_hashrate_ths(summary))
         expected = f.get("expected", lambda: _ghs(summary.get("Factory GHS")))
-        return MinerSnapshot(
+        snap = MinerSnapshot(
             miner_id=self.config.id,
             host=self.config.host,
             ts=utcnow(),
@@ -279,6 +287,8 @@ class WhatsminerDriver(MinerDriver):
             boards=_opt(f, "boards", r, "devs", lambda d: parse.v2_boards(d, chips, f)),
             pools=_opt(f, "pools", r, "pools", cgminer_pools),
         )
+        self._version.saw_uptime(snap.uptime_s)
+        return snap
 
     async def _write_v2(self, step: Step, value: Any) -> str:
         """Send one step as its V2 command and return the command name."""
@@ -504,6 +514,14 @@ def _part(info: dict[str, Any] | None, key: str) -> dict[str, Any]:
 def _setting(reply: dict[str, Any] | None) -> dict[str, Any]:
     """`get.miner.setting` msg (`power-mode`, ...), or empty when unavailable."""
     return parse.msg(reply) if reply is not None else {}
+
+
+def _lacks_power(summary: dict[str, Any]) -> bool:
+    """Whether `summary` has no usable power reading (so `get_psu` is worth a request)."""
+    try:
+        return parse.v2_power_w(summary) is None
+    except FIELD_ERRORS:
+        return True
 
 
 def _psu_power(reply: dict[str, Any] | None) -> float | None:

@@ -48,6 +48,11 @@ class Replies:
             return self.ok[cmd]
         raise self.failed[cmd]
 
+    def merge(self, other: Replies) -> None:
+        """Add another batch of replies (later results win)."""
+        self.ok.update(other.ok)
+        self.failed.update(other.failed)
+
     def optional(self, cmd: str) -> dict[str, Any] | None:
         """Return the reply to ``cmd``, or ``None`` (logged at debug) if it failed."""
         if cmd in self.ok:

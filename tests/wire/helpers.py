@@ -43,6 +43,7 @@ async def antminer(
     rpc_kw: dict[str, Any] | None = None,
     web_kw: dict[str, Any] | None = None,
     creds: Credentials = ANTMINER_CREDS,
+    **driver_kw: Any,
 ) -> AsyncIterator[tuple[AntminerDriver, FakeRpcServer, FakeAntminerWeb]]:
     """A stock S19 Pro: fixture RPC (with trailing NUL, stock access groups) + CGI fake."""
     sysinfo = fixtures.load(fixtures.FIXTURES / "antminer/v2020/system_info.json")
@@ -53,7 +54,7 @@ async def antminer(
         FakeAntminerWeb(system_info=sysinfo, **(web_kw or {})) as web,
     ):
         config = DriverConfig(HOST, "antminer", ports={"rpc": rpc.port, "web": web.port})
-        driver = AntminerDriver(config, creds, timeouts=FAST, retry=QUICK_RETRY)
+        driver = AntminerDriver(config, creds, timeouts=FAST, retry=QUICK_RETRY, **driver_kw)
         async with closing(driver):
             yield driver, rpc, web
 
@@ -66,11 +67,12 @@ async def whatsminer_v2(
     privileged: Any = None,
     model: str | None = None,
     creds: Credentials = WHATSMINER_CREDS,
+    rpc_handlers: dict[str, Any] | None = None,
     **driver_kw: Any,
 ) -> AsyncIterator[tuple[WhatsminerDriver, FakeRpcServer]]:
-    """A Whatsminer on API V2 answering from a fixture set."""
+    """A Whatsminer on API V2 answering from a fixture set (``rpc_handlers`` override)."""
     async with FakeRpcServer(
-        fixtures.replies(set_name, variant=variant), privileged=privileged
+        fixtures.replies(set_name, variant=variant), privileged=privileged, handlers=rpc_handlers
     ) as rpc:
         config = DriverConfig(
             HOST, "whatsminer", ports={"rpc": rpc.port, "v3": closed_port()}, model=model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -102,6 +103,58 @@ async def test_antminer_everything_down_is_an_error_not_zeros() -> None:
             await driver.read()
 
 
+def _web_pages(web) -> list[str]:
+    """The CGI pages the driver read (authorised requests, in order)."""
+    return [path.removeprefix("/cgi-bin/") for _, path, authed in web.requests if authed]
+
+
+async def test_antminer_reads_identity_once_and_web_stats_only_as_a_fallback() -> None:
+    async with antminer() as (driver, _rpc, web):
+        snaps = [await driver.read() for _ in range(3)]
+    pages = _web_pages(web)
+    assert pages.count("get_system_info.cgi") == 1
+    assert pages.count("summary.cgi") == pages.count("get_miner_conf.cgi") == 3
+    assert "stats.cgi" not in pages  # RPC `stats` gave boards and fans
+    assert web.connections == 1  # the pages go one after another on one connection
+    assert all(s.error_codes == ("temp:341",) and s.power_mode == "normal" for s in snaps)
+
+
+async def test_antminer_identity_is_read_again_when_due_and_after_a_restart() -> None:
+    summary = json.loads(fixtures.replies("antminer/v2020")["summary"])
+    uptimes = iter([50474, 50504, 12, 42])
+
+    def restarting(_request: dict) -> dict:
+        reply = copy.deepcopy(summary)
+        reply["SUMMARY"][0]["Elapsed"] = next(uptimes)
+        return reply
+
+    async with antminer(rpc_kw={"handlers": {"summary": restarting}}) as (driver, _, web):
+        for _ in range(4):  # the third read sees uptime go backwards: bmminer restarted
+            await driver.read()
+    assert _web_pages(web).count("get_system_info.cgi") == 2  # reads 1 and 4
+    async with antminer(identity_refresh_s=0.0) as (driver, _, web):
+        for _ in range(2):
+            await driver.read()
+    assert _web_pages(web).count("get_system_info.cgi") == 2
+
+
+async def test_antminer_identity_falls_back_to_the_cached_page() -> None:
+    version = {"STATUS": [{"STATUS": "S", "Code": 22, "Msg": "CGMiner versions"}], "VERSION": [{}]}
+    async with antminer(rpc_kw={"handlers": {"version": lambda _r: version}}) as (driver, _, _w):
+        first = await driver.read()
+        second = await driver.read()  # no new get_system_info: the cached one still answers
+    assert first.model == second.model == "Antminer S19 Pro"
+    assert first.firmware == second.firmware is not None
+
+
+async def test_antminer_dead_web_ui_is_tried_once_per_poll() -> None:
+    async with antminer(web_kw={"password": "not-root"}) as (driver, _, web):
+        snap = await driver.read()
+    assert snap.hashrate_ths == approx(110.56689)
+    # the first page's refusal stands for the rest: one challenge and one answer, no more
+    assert len(web.requests) == 2
+
+
 @pytest.mark.parametrize("variant", [None, "with_errors"])
 async def test_whatsminer_v1_firmware_read(variant: str | None) -> None:
     async with whatsminer_v2("whatsminer/v1", variant=variant) as (driver, rpc):
@@ -158,6 +211,27 @@ async def test_whatsminer_v3_read(variant: str | None) -> None:
     assert snap2.hashrate_ths == snap.hashrate_ths
     assert srv.connections == 1  # persistent connection reused across reads
     roundtrip(snap)
+
+
+async def test_whatsminer_v2_reads_identity_once_and_the_psu_only_without_power() -> None:
+    async with whatsminer_v2("whatsminer/v2") as (driver, rpc):
+        snaps = [await driver.read() for _ in range(3)]
+    cmds = [r.get("cmd") for r in rpc.requests]
+    assert cmds.count("get_version") == 1
+    assert "get_psu" not in cmds  # `summary` has Power
+    assert cmds.count("status") == cmds.count("get_error_code") == 3
+    assert all(s.firmware == "20230803.11.REL" and s.power_w == 3200 for s in snaps)
+
+    summary = json.loads(fixtures.replies("whatsminer/v1")["summary"])
+    del summary["SUMMARY"][0]["Power"], summary["SUMMARY"][0]["Power_RT"]
+    async with whatsminer_v2(
+        "whatsminer/v1", identity_refresh_s=0.0, rpc_handlers={"summary": lambda _r: summary}
+    ) as (driver, rpc):
+        snaps = [await driver.read() for _ in range(2)]
+    cmds = [r.get("cmd") for r in rpc.requests]
+    assert cmds.count("get_psu") == 2  # the fallback source, read when needed
+    assert cmds.count("get_version") == 3  # API detection, then due at every read
+    assert snaps[0].firmware == "20210322.22.REL"
 
 
 async def test_whatsminer_api_detected_from_v3_when_4028_is_closed() -> None:
