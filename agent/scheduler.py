@@ -42,7 +42,8 @@ RETENTION_FIRST_S = 60.0
 #: interval late (at least this many seconds); later than that it is coalesced away.
 MISFIRE_GRACE_MIN_S = 1
 #: On shutdown, running jobs get this long to finish: a poll cycle is bounded by jitter +
-#: poll timeout (12 s by default) and systemd allows 30 s (TimeoutStopSec).
+#: poll timeout (12 s by default), plus at most 20 % of the timeout for a hung miner admitted
+#: late (poller.LATE_POLL_SHARE): 14 s; systemd allows 30 s (TimeoutStopSec).
 SHUTDOWN_GRACE_S = 15.0
 #: After the grace period, cancelled jobs get this long to unwind.
 CANCEL_TIMEOUT_S = 5.0
